@@ -1,0 +1,39 @@
+"""The typer application every command module registers on, and the shared console."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from trading_pipeline.errors import TradingPipelineError
+
+app = typer.Typer(
+    name="tp",
+    help="trading_pipeline: an options seller's operating system for Interactive Brokers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a clear error (no traceback) and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Call fn; turn the project's own errors into a one-line message and exit code 1."""
+    try:
+        return fn(*args, **kwargs)
+    except TradingPipelineError as exc:
+        raise fail(str(exc)) from None
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,1 @@
+"""placeholder: ledger commands are being written."""

@@ -1,0 +1,1 @@
+"""placeholder: market commands are being written."""

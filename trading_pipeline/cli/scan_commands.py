@@ -1,0 +1,1 @@
+"""placeholder: scan commands are being written."""

@@ -1,0 +1,1 @@
+"""File formats the project reads: Barchart screener CSV exports, IBKR Flex XML."""

@@ -1,0 +1,1 @@
+"""The TWS stand-in and its simulated market."""

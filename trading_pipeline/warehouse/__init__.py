@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: built from the ledger, published by atomic rename."""
