@@ -7,13 +7,12 @@ project's instance (so they show in the UI); read-only commands read the ledger.
 
 from __future__ import annotations
 
-import typer
-
 from trading_pipeline.cli import app as _app_module
 from trading_pipeline.cli import (  # noqa: F401  (imported for their command registrations)
     ledger_commands,
     market_commands,
     scan_commands,
+    ui_commands,
 )
 
 app = _app_module.app
