@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from datetime import date
 from enum import Enum
@@ -130,6 +131,11 @@ def _summary_line(scan_record: dict) -> str:
     )
 
 
+def _score_text(score: float) -> str:
+    """One decimal, truncated: 84.96 shows as 84.9 (grade A), never as 85.0 beside an A."""
+    return f"{math.floor(score * 10) / 10:.1f}"
+
+
 def _selected_table(selected: pl.DataFrame) -> Table:
     table = Table(title="Ranked put candidates", header_style="bold")
     for name, justify in [("#", "right"), ("Symbol", "left"), ("Expiry", "left"), ("DTE", "right"),
@@ -142,7 +148,7 @@ def _selected_table(selected: pl.DataFrame) -> Table:
             str(r["rank"]), r["symbol"], r["expiration"].isoformat(), str(r["dte"]), f"{r['strike']:.2f}",
             f"{r['underlying_price']:.2f}", f"{r['otm_pct']:.1f}", f"{r['bid']:.2f}", f"{r['delta']:.3f}",
             f"{r['annualized_return_pct']:.1f}", f"{r['profit_prob_pct']:.1f}", f"{r['iv_rank_pct']:.1f}",
-            f"{r['open_interest']:,}", f"{r['volume']:,}", f"{r['score']:.1f}", r["grade"],
+            f"{r['open_interest']:,}", f"{r['volume']:,}", _score_text(r["score"]), r["grade"],
         )
     return table
 
@@ -155,6 +161,6 @@ def _rejected_table(rejected: pl.DataFrame) -> Table:
         table.add_row(
             str(r["row"]), r["symbol"] or "", r["expiration"].isoformat() if r["expiration"] else "",
             f"{r['strike']:.2f}" if r["strike"] is not None else "",
-            f"{r['score']:.1f}" if r["score"] is not None else "", r["reason"],
+            _score_text(r["score"]) if r["score"] is not None else "", r["reason"],
         )
     return table

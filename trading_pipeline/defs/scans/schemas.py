@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-GRADES = ["A+", "A", "B", "C", "D", "F"]
+from trading_pipeline.core.scoring import GRADES
 
 
 class ScoredCandidates(pa.DataFrameModel):
@@ -20,7 +20,7 @@ class ScoredCandidates(pa.DataFrameModel):
     score_liquidity: float = pa.Field(ge=0, le=100, nullable=True)
     score_capital: float = pa.Field(ge=0, le=100, nullable=True)
     score_safety: float = pa.Field(ge=0, le=100, nullable=True)
-    grade: str = pa.Field(isin=GRADES, nullable=True)
+    grade: str = pa.Field(isin=list(GRADES), nullable=True)
     rank: int = pa.Field(ge=1, nullable=True, unique=True)
     rejected: bool
     reason: str = pa.Field(nullable=True)
