@@ -12,6 +12,7 @@ from trading_pipeline.definitions import defs as build_defs
 from trading_pipeline.defs.scans.config import scan_run_config
 from trading_pipeline.defs.scans.partitions import barchart_export_partitions
 from trading_pipeline.ledger.db import make_engine
+from trading_pipeline.ledger.migrate import migrate
 from trading_pipeline.ledger.scans import get_scan, load_candidates, table_counts
 
 # ##### FIXTURES
@@ -80,9 +81,10 @@ def test_rematerializing_a_partition_replaces_its_scan(run_scan):
 def test_garbage_file_fails_the_run_and_writes_nothing(run_scan, tmp_path):
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(b"\x00\x01\x02binary\xff\xfe")
+    migrate(make_engine())
     with dg.instance_for_test() as instance:
         result = run_scan(garbage, key="garbage.csv", instance=instance)
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert "garbage.csv" in failure.step_failure_data.user_failure_data.description
-    assert table_counts(make_engine()).get("scan_candidates", 0) == 0
+    assert table_counts(make_engine())["scan_imports"] == 0

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from trading_pipeline import settings
+from trading_pipeline.definitions import defs as build_defs
 from trading_pipeline.defs.scans.sensors import InboxFile, barchart_export_sensor, plan_inbox
 
 # ##### FIXTURES
@@ -32,8 +33,17 @@ def _drop(folder, name, *, age_seconds=60.0):
 
 
 def _tick(instance, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    return barchart_export_sensor.evaluate_tick(context)
+    """One evaluation, as the daemon does it: partitions added first, then runs resolved."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=build_defs())
+    result = barchart_export_sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return dg.SensorResult(skip_reason=result)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    # evaluate_tick resolves each RunRequest against the job (partition key must exist now).
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        barchart_export_sensor.evaluate_tick(context)
+    return result
 
 
 # ##### TESTS
@@ -42,8 +52,8 @@ def _tick(instance, cursor=None):
 def test_missing_inbox_skips_and_says_where(inbox):
     with dg.instance_for_test() as instance:
         result = _tick(instance)
-    assert result.run_requests == []
-    assert str(inbox) in result.skip_message and "does not exist" in result.skip_message
+    assert not result.run_requests
+    assert str(inbox) in result.skip_reason.skip_message and "does not exist" in result.skip_reason.skip_message
 
 
 def test_new_files_each_get_a_partition_and_a_run(inbox):
@@ -66,8 +76,8 @@ def test_second_tick_skips_until_a_file_changes(inbox):
     with dg.instance_for_test() as instance:
         first = _tick(instance)
         second = _tick(instance, cursor=first.cursor)
-        assert second.run_requests == []
-        assert "1 CSV file(s), none new or changed" in second.skip_message
+        assert not second.run_requests
+        assert "1 CSV file(s), none new or changed" in second.skip_reason.skip_message
         path.write_text(path.read_text() + "\n")
         later = time.time() - 30
         os.utime(path, (later, later))
@@ -77,11 +87,13 @@ def test_second_tick_skips_until_a_file_changes(inbox):
 
 
 def test_file_still_being_written_waits_for_a_later_tick(inbox):
-    _drop(inbox, "fresh.csv", age_seconds=0.0)
+    # Modified "just now" as the sensor sees it (a little ahead, so building the test's
+    # definitions, which takes seconds, cannot let the file settle first).
+    _drop(inbox, "fresh.csv", age_seconds=-10.0)
     with dg.instance_for_test() as instance:
         result = _tick(instance)
-    assert result.run_requests == []
-    assert "1 still being written" in result.skip_message
+    assert not result.run_requests
+    assert "1 still being written" in result.skip_reason.skip_message
 
 
 def test_plan_is_pure_and_ordered_by_modification_time():

@@ -154,7 +154,7 @@ def scored_candidates(
                 "diversify": policy.diversify,
                 "max_per_symbol": policy.max_per_symbol,
                 "min_score": policy.min_score,
-                "dagster_run_id": context.run_id,
+                "dagster_run_id": context.run.run_id,
                 "imported_at": SystemClock().now(),
             },
             scored,

@@ -21,7 +21,7 @@ class ScoredCandidates(pa.DataFrameModel):
     score_capital: float = pa.Field(ge=0, le=100, nullable=True)
     score_safety: float = pa.Field(ge=0, le=100, nullable=True)
     grade: str = pa.Field(isin=list(GRADES), nullable=True)
-    rank: int = pa.Field(ge=1, nullable=True, unique=True)
+    rank: int = pa.Field(ge=1, nullable=True)
     rejected: bool
     reason: str = pa.Field(nullable=True)
 
@@ -31,6 +31,13 @@ class ScoredCandidates(pa.DataFrameModel):
     @pa.dataframe_check
     def every_rejection_has_a_reason(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("rejected") == pl.col("reason").is_not_null())
+
+    @pa.dataframe_check
+    def ranks_are_one_to_n(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        ranks = pl.col("rank").drop_nulls()
+        return data.lazyframe.select(
+            (ranks.sort() == pl.int_range(1, ranks.len() + 1, dtype=pl.Int64)).all()
+        )
 
     @pa.dataframe_check
     def selected_rows_are_ranked_and_valid(cls, data: pa.PolarsData) -> pl.LazyFrame:
