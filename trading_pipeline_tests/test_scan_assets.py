@@ -1,6 +1,8 @@
 """The scan assets materialize for real: a Barchart export in, scored candidates in the
 ledger and metadata in the instance out; a bad file fails the run and writes nothing."""
 
+import hashlib
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -54,6 +56,7 @@ def test_sample_export_scores_into_the_ledger(run_scan):
     scan = get_scan(engine, partition_key="export.csv")
     frame = load_candidates(engine, scan["id"])
     assert scan["dagster_run_id"] == result.run_id
+    assert scan["sha256"] == hashlib.sha256(settings.sample_export_path().read_bytes()).hexdigest()
     assert parsed_meta["dagster/row_count"].value == frame.height == scan["total_rows"]
     assert parsed_meta["export_date_source"].value == "footer"
     selected = frame.filter(~pl.col("rejected"))

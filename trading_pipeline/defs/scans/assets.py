@@ -5,7 +5,6 @@ sensor or the ``tp scan`` command). Re-materializing a partition replaces that e
 in the ledger in one transaction, so re-runs are safe.
 """
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,6 @@ class LoadedExport:
 
     export: BarchartExport
     source_path: str
-    sha256: str
 
 
 def resolve_export_path(partition_key: str, source_path: str) -> Path:
@@ -72,13 +70,12 @@ def barchart_candidates(context: dg.AssetExecutionContext, config: ExportSourceC
     path = resolve_export_path(context.partition_key, config.source_path)
     try:
         export = read_main_view(path)
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     except InputFileError as exc:
         raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from None
 
     invalid = export.invalid_rows
     yield dg.Output(
-        LoadedExport(export=export, source_path=str(path.resolve()), sha256=sha256),
+        LoadedExport(export=export, source_path=str(path.resolve())),
         metadata={
             "dagster/row_count": export.rows.height,
             "valid_rows": export.valid_rows.height,
@@ -88,7 +85,7 @@ def barchart_candidates(context: dg.AssetExecutionContext, config: ExportSourceC
             "export_date_source": export.export_date_source,
             "downloaded_at": export.downloaded_at or "",
             "source_path": dg.MetadataValue.path(str(path.resolve())),
-            "sha256": sha256,
+            "sha256": export.sha256,
             "invalid_rows_preview": markdown_table(invalid, columns=["row", "symbol", "error"]),
         },
     )
@@ -141,7 +138,7 @@ def scored_candidates(
                 "partition_key": context.partition_key,
                 "source_path": loaded.source_path,
                 "file_name": Path(loaded.source_path).name,
-                "sha256": loaded.sha256,
+                "sha256": export.sha256,
                 "export_date": export.export_date,
                 "export_date_source": export.export_date_source,
                 "downloaded_at": export.downloaded_at,
