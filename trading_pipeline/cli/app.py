@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -18,7 +19,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-console = Console()
+def _width() -> int | None:
+    """Terminal width on a terminal (or COLUMNS); wide enough for the tables when piped."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 160
+
+
+console = Console(width=_width())
 err_console = Console(stderr=True)
 
 
