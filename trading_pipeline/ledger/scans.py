@@ -15,6 +15,8 @@ import polars as pl
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
+from trading_pipeline.core.scoring import SCORE_COLUMNS
+from trading_pipeline.ingest.barchart import CANONICAL_COLUMNS
 from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.schema import metadata, scan_candidates, scan_imports
 
@@ -22,35 +24,8 @@ from trading_pipeline.ledger.schema import metadata, scan_candidates, scan_impor
 # scorer's), in that order. The frame's `row` is stored as `file_row`: `row` is
 # awkward as a column name in SQL.
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
-    "row": pl.Int64(),
-    "symbol": pl.String(),
-    "underlying_price": pl.Float64(),
-    "expiration": pl.Date(),
-    "dte_reported": pl.Int64(),
-    "dte": pl.Int64(),
-    "strike": pl.Float64(),
-    "option_type": pl.String(),
-    "moneyness_pct": pl.Float64(),
-    "bid": pl.Float64(),
-    "breakeven": pl.Float64(),
-    "breakeven_pct": pl.Float64(),
-    "volume": pl.Int64(),
-    "open_interest": pl.Int64(),
-    "iv_rank_pct": pl.Float64(),
-    "delta": pl.Float64(),
-    "return_pct_reported": pl.Float64(),
-    "annualized_return_pct_reported": pl.Float64(),
-    "profit_prob_pct": pl.Float64(),
-    "otm_pct": pl.Float64(),
-    "return_pct": pl.Float64(),
-    "annualized_return_pct": pl.Float64(),
-    "error": pl.String(),
-    "score_return": pl.Float64(),
-    "score_pop": pl.Float64(),
-    "score_iv_rank": pl.Float64(),
-    "score_liquidity": pl.Float64(),
-    "score_capital": pl.Float64(),
-    "score_safety": pl.Float64(),
+    **CANONICAL_COLUMNS,
+    **{name: pl.Float64() for name in SCORE_COLUMNS},
     "score": pl.Float64(),
     "grade": pl.String(),
     "rank": pl.Int64(),
