@@ -64,26 +64,27 @@ def sim_gateway(
         prices, bars = run_guarded(load_prices, prices_from)
     broker = SimBroker(seed=seed, start=started_at, speed=speed, prices=prices, bars=bars)
     gateway = SimGateway(broker, host=host, port=port)
-    try:
-        listen_host, listen_port = gateway.start()
-    except OSError as error:
-        raise fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
-    local_start = started_at.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M %Z")
-    console.print(
-        f"Simulated TWS listening on {listen_host}:{listen_port} (API version 176, seed {seed}, "
-        f"speed {speed:g}x, start {local_start}); Ctrl+C stops it.",
-        highlight=False, soft_wrap=True,
-    )
-    sys.stdout.flush()          # a supervisor or test reading a pipe sees the address at once
+    # Ctrl+C (SIGINT) and a supervisor's SIGTERM both just ask the loop below to end, so the
+    # shutdown is the same clean one whenever the signal lands (even before the loop starts).
     stop = threading.Event()
-    # A supervisor stops it with SIGTERM: shut down as cleanly as on Ctrl+C.
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            listen_host, listen_port = gateway.start()
+        except OSError as error:
+            raise fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+        local_start = started_at.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M %Z")
+        console.print(
+            f"Simulated TWS listening on {listen_host}:{listen_port} (API version 176, "
+            f"seed {seed}, speed {speed:g}x, start {local_start}); Ctrl+C stops it.",
+            highlight=False, soft_wrap=True,
+        )
+        sys.stdout.flush()      # a supervisor or test reading a pipe sees the address at once
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         gateway.stop()
     console.print("Simulated TWS stopped.", highlight=False)

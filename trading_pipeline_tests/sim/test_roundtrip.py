@@ -572,8 +572,9 @@ def test_sim_gateway_command_serves_ib_async_until_interrupted(tmp_path):
             loop.close()
             asyncio.set_event_loop(None)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-        assert "stopped" in process.stdout.read()
+        rest, errors = process.communicate(timeout=15)
+        assert process.returncode == 0, errors
+        assert "stopped" in rest
     finally:
         if process.poll() is None:
             process.kill()
