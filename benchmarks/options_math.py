@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         f"IV + 5 greeks:  best {best_all:.3f} s, median {statistics.median(warm_all):.3f} s, cold {cold_all:.3f} s"
         f"  (one thread: best {min(warm_single):.3f} s)"
     )
-    speed_ok = best_all < GOAL_SECONDS * args.quotes / QUOTES
-    print(f"  goal < {GOAL_SECONDS} s for 1M: {'MET' if speed_ok else 'MISSED'}")
+    goal_seconds = GOAL_SECONDS * args.quotes / QUOTES
+    speed_ok = best_all < goal_seconds
+    print(f"  goal < {goal_seconds:.3g} s ({GOAL_SECONDS} s per 1M quotes): {'MET' if speed_ok else 'MISSED'}")
 
     implied, greeks = run_iv_and_greeks()
     solved = implied.ok
@@ -227,15 +228,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds, peer_iv = run(quotes, prices, subset)
         per_quote = seconds / subset.size
-        ratio = per_quote / ours_per_quote
+        # The goal is judged against our IV *plus greeks*, which does more work than the peer.
         ratio_all = per_quote / ours_all_per_quote
+        ratio_iv = per_quote / ours_per_quote
         agree = meaningful[subset] & solved[subset] & np.isfinite(peer_iv)
         difference = np.max(np.abs(peer_iv[agree] - implied.volatility[subset][agree])) if agree.any() else math.nan
-        met = ratio >= goal
+        met = ratio_all >= goal
         goals.append(met)
         print(
-            f"{name}: {per_quote * 1e6:.1f} us per quote -> {ratio:,.0f}x slower than our IV"
-            f" ({ratio_all:,.0f}x than our IV + greeks); goal >= {goal:g}x: {'MET' if met else 'MISSED'};"
+            f"{name}: {per_quote * 1e6:.1f} us per quote = {ratio_all:,.0f}x our IV + greeks"
+            f" ({ratio_iv:,.0f}x our IV alone); goal >= {goal:g}x: {'MET' if met else 'MISSED'};"
             f" max |its IV - ours| where vega > {VEGA_FLOOR:g}: {difference:.1e}"
             f" ({np.count_nonzero(~np.isfinite(peer_iv))} quotes without an answer)"
         )

@@ -53,8 +53,8 @@ _TWO_PI_OVER_3_SQRT_3 = 2.0 * math.pi / (3.0 * math.sqrt(3.0))
 _EPS = float(np.finfo(np.float64).eps)
 
 # Quotes are kept away from under- and overflow, far beyond anything listed: prices from
-# 1e-250, spot, strike and forward within [1e-250, 1e250], |ln(F/K)| up to 500 and
-# normalised prices from 1e-300. Outside, even repricing in double precision fails.
+# 1e-250, strike and forward within [1e-250, 1e250], |ln(F/K)| up to 500 and normalised
+# prices from 1e-300. Outside, even repricing in double precision fails.
 _MIN_PRICE = 1e-250
 _MAX_SCALE = 1e250
 _MAX_ABS_LOG_MONEYNESS = 500.0
@@ -74,7 +74,7 @@ _MAX_RELATIVE_ROUNDING = 1e-10
 # Rational cubic control parameters beyond this are linear interpolation for our purpose.
 _MAX_CONTROL = 1e6
 
-_CHUNK = 1 << 14  # 16k doubles per array: the working set of a chunk fits in L2
+_CHUNK = 1 << 15  # 32k doubles (256 kB) per array: few Python calls per quote, arrays near L2 size
 _MIN_PARALLEL = 1 << 16
 
 
@@ -106,7 +106,9 @@ _REASON_TEXT: dict[IVReason, str] = {
     IVReason.AT_OR_ABOVE_UPPER_BOUND: (
         "price is at or above the no-arbitrage upper bound (discounted spot for a call, discounted strike for a put)"
     ),
-    IVReason.OUTSIDE_NUMERICAL_RANGE: "inputs are too extreme to solve in double precision",
+    IVReason.OUTSIDE_NUMERICAL_RANGE: (
+        "inputs too extreme (or expiry and volatility too close to zero) to solve in double precision"
+    ),
     IVReason.NO_CONVERGENCE: "the solver did not converge",
 }
 _REASON_TEXT_ARRAY = np.array([_REASON_TEXT[reason] for reason in IVReason], dtype=object)
@@ -416,20 +418,23 @@ def _implied_with_parts(omega, spot, strike, time, price, rate, dividend_yield):
         # symmetry b(x, s, call) = b(-x, s, put) the OTM option is then a call on x <= 0.
         intrinsic = np.maximum(omega * (forward - strike), 0.0)
         time_value = undiscounted - intrinsic
-        rounding = (intrinsic > 0) * (_TIME_VALUE_ULPS * _EPS) * np.maximum(forward, strike)
+        low_fk = np.minimum(forward, strike)
+        high_fk = np.maximum(forward, strike)
+        ulps = (_TIME_VALUE_ULPS * _EPS) * high_fk
+        rounding = (intrinsic > 0) * ulps
         # At the upper bound (time value = min(F, K)) the volatility is infinite; within a few
         # ulps of it the price cannot tell one huge volatility from another.
-        headroom = np.minimum(forward, strike) - _TIME_VALUE_ULPS * _EPS * np.maximum(forward, strike)
+        headroom = low_fk - ulps
         x = -np.abs(log_fk)
-        upper = np.sqrt(np.minimum(forward, strike) / np.maximum(forward, strike))  # e^{x/2}
-        beta = time_value / (np.sqrt(forward) * np.sqrt(strike))
+        upper = np.sqrt(low_fk / high_fk)  # e^{x/2}
+        beta = time_value / (high_fk * upper)  # time value / sqrt(F K)
 
         # Fast path for clean quotes: one combined test. The time value is NaN or infinite if
         # the price, spot, strike, rate, dividend yield or option type (NaN omega) is.
         solvable = (
             np.isfinite(time_value + time + rate + dividend_yield)
             & (time > 0)
-            & _within_scale(price, spot, strike, forward, x)
+            & _within_scale(price, low_fk, high_fk, x)
             & (time_value > rounding)
             & (beta >= _MIN_NORMALISED_PRICE)
             & (beta < upper)
@@ -442,7 +447,7 @@ def _implied_with_parts(omega, spot, strike, time, price, rate, dividend_yield):
                 *(
                     array[bad]
                     for array in (omega, spot, strike, time, price, rate, dividend_yield)
-                    + (forward, undiscounted, x, time_value, rounding, headroom, beta, upper)
+                    + (low_fk, high_fk, undiscounted, x, time_value, rounding, headroom, beta, upper)
                 )
             )
             solvable = reason == IVReason.OK
@@ -481,17 +486,18 @@ def _relative_resolution(total_vol, x, upper):
     return 4.0 * _EPS * terms / (vega * total_vol)
 
 
-def _within_scale(price, spot, strike, forward, x):
+def _within_scale(price, low_fk, high_fk, x):
+    # Comparisons with NaN are False: NaN anywhere is outside the scale.
     return (
         (price >= _MIN_PRICE)
-        & (np.minimum(np.minimum(spot, strike), forward) >= 1.0 / _MAX_SCALE)
-        & (np.maximum(np.maximum(spot, strike), forward) <= _MAX_SCALE)
+        & (low_fk >= 1.0 / _MAX_SCALE)
+        & (high_fk <= _MAX_SCALE)
         & (x >= -_MAX_ABS_LOG_MONEYNESS)
     )
 
 
 def _reason_codes(
-    omega, spot, strike, time, price, rate, dividend_yield, forward, undiscounted, x, time_value, rounding, headroom, beta, upper
+    omega, spot, strike, time, price, rate, dividend_yield, low_fk, high_fk, undiscounted, x, time_value, rounding, headroom, beta, upper
 ):
     """The first reason, in this order of precedence, why each quote has no implied volatility."""
     finite = (
@@ -505,7 +511,7 @@ def _reason_codes(
     positive = (price > 0) & (spot > 0) & (strike > 0) & (time > 0)
     representable = (
         np.isfinite(undiscounted)
-        & _within_scale(price, spot, strike, forward, x)
+        & _within_scale(price, low_fk, high_fk, x)
         & ((beta >= _MIN_NORMALISED_PRICE) | (time_value <= rounding))
     )
     return np.select(
@@ -543,74 +549,54 @@ _LOWEST, _MIDDLE, _UPPERMOST = 0, 1, 2
 
 def _solve_normalised(beta: FloatArray, x: FloatArray, upper: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Total volatility s for each normalised OTM price, and whether it converged."""
-    total_vol = np.empty_like(beta)
-    converged = np.zeros(beta.shape, dtype=bool)
-
-    # The inflection point of b in s, s_c = sqrt(2|x|), splits the problem in two halves;
-    # the tangent there meets 0 at s_l and the upper bound e^{x/2} at s_u.
+    # b is convex below its inflection point s_c = sqrt(2|x|) and concave above. The tangent
+    # at s_c meets 0 at s_l and the upper bound e^{x/2} at s_u; s_l (for prices below b_c)
+    # or s_u (above) is the far end of the middle branch, beyond which the tail branches lie.
     s_c = np.sqrt(-2.0 * x)
     b_c = 0.5 * upper - ndtr(-s_c) / upper
     vega_c = upper * _INV_SQRT_2PI
     lower_half = beta < b_c
+    s_end = np.where(lower_half, np.maximum(s_c - b_c / vega_c, 0.0), s_c + (upper - b_c) / vega_c)
+    h_end = x / s_end
+    t_end = 0.5 * s_end
+    b_end = upper * ndtr(h_end + t_end) - ndtr(h_end - t_end) / upper
+    vega_end = np.exp(-0.5 * (h_end * h_end + t_end * t_end)) * _INV_SQRT_2PI
+    lowest = lower_half & (beta < b_end)
+    uppermost = ~lower_half & (beta > b_end)
 
-    for half, solve in ((lower_half, _solve_lower_half), (~lower_half, _solve_upper_half)):
-        index = np.flatnonzero(half)
-        if index.size == beta.size:
-            return solve(beta, x, upper, s_c, b_c, vega_c)
+    total_vol = np.empty_like(beta)
+    converged = np.empty(beta.shape, dtype=bool)
+    tails = lowest | uppermost
+    if tails.any():
+        index = np.flatnonzero(lowest)
         if index.size:
-            total_vol[index], converged[index] = solve(
-                beta[index], x[index], upper[index], s_c[index], b_c[index], vega_c[index]
+            total_vol[index], converged[index] = _solve_lowest(
+                beta[index], x[index], upper[index], s_end[index], b_end[index], vega_end[index]
             )
-    return total_vol, converged
-
-
-def _solve_lower_half(beta, x, upper, s_c, b_c, vega_c):
-    s_l = np.maximum(s_c - b_c / vega_c, 0.0)
-    h_l = x / s_l
-    t_l = 0.5 * s_l
-    b_l = upper * ndtr(h_l + t_l) - ndtr(h_l - t_l) / upper
-    vega_l = np.exp(-0.5 * (h_l * h_l + t_l * t_l)) * _INV_SQRT_2PI
-    lowest = beta < b_l
-    total_vol = np.empty_like(beta)
-    converged = np.empty(beta.shape, dtype=bool)
-
-    index = np.flatnonzero(lowest)
-    if index.size:
-        total_vol[index], converged[index] = _solve_lowest(
-            beta[index], x[index], upper[index], s_l[index], b_l[index], vega_l[index]
+        index = np.flatnonzero(uppermost)
+        if index.size:
+            total_vol[index], converged[index] = _solve_uppermost(
+                beta[index], x[index], upper[index], s_end[index], b_end[index], h_end[index], vega_end[index]
+            )
+        index = np.flatnonzero(~tails)
+        beta, x, upper, lower_half, s_c, b_c, vega_c, s_end, b_end, vega_end = (
+            array[index] for array in (beta, x, upper, lower_half, s_c, b_c, vega_c, s_end, b_end, vega_end)
         )
-    index = np.flatnonzero(~lowest)
-    if index.size:
-        b, sl, sc = beta[index], s_l[index], s_c[index]
-        # Between s_l and s_c interpolate s(beta) itself; s'' = -b''/b'^3 is 0 at s_c.
-        guess = _rational_cubic(b, b_l[index], b_c[index], sl, sc, 1.0 / vega_l[index], 1.0 / vega_c[index], 0.0, at_right=True)
-        total_vol[index], converged[index] = _householder(_MIDDLE, guess, sl, sc, b, x[index], upper[index], b)
-    return total_vol, converged
+    else:
+        index = None
 
-
-def _solve_upper_half(beta, x, upper, s_c, b_c, vega_c):
-    s_u = s_c + (upper - b_c) / vega_c
-    h_u = x / s_u
-    t_u = 0.5 * s_u
-    gap_u = upper * ndtr(-(h_u + t_u)) + ndtr(h_u - t_u) / upper  # e^{x/2} - b(s_u), without cancellation
-    b_u = upper - gap_u
-    vega_u = np.exp(-0.5 * (h_u * h_u + t_u * t_u)) * _INV_SQRT_2PI
-    uppermost = beta > b_u
-    if not uppermost.any():  # the common case: skip the gathers
-        guess = _rational_cubic(beta, b_c, b_u, s_c, s_u, 1.0 / vega_c, 1.0 / vega_u, 0.0, at_right=False)
-        return _householder(_MIDDLE, guess, s_c, s_u, beta, x, upper, beta)
-    total_vol = np.empty_like(beta)
-    converged = np.empty(beta.shape, dtype=bool)
-    index = np.flatnonzero(uppermost)
-    total_vol[index], converged[index] = _solve_uppermost(
-        beta[index], x[index], upper[index], s_u[index], b_u[index], h_u[index], vega_u[index]
-    )
-    index = np.flatnonzero(~uppermost)
-    if index.size:
-        b, sc, su = beta[index], s_c[index], s_u[index]
-        # Between s_c and s_u interpolate s(beta); s'' is 0 at s_c (the inflection point).
-        guess = _rational_cubic(b, b_c[index], b_u[index], sc, su, 1.0 / vega_c[index], 1.0 / vega_u[index], 0.0, at_right=False)
-        total_vol[index], converged[index] = _householder(_MIDDLE, guess, sc, su, b, x[index], upper[index], b)
+    # The middle branch interpolates s(beta) itself between (b_end, s_end) and (b_c, s_c),
+    # slopes 1/b'; its curvature -b''/b'^3 is 0 at s_c, the right end in the lower half.
+    d_c = 1.0 / vega_c
+    d_end = 1.0 / vega_end
+    b_left, b_right = np.where(lower_half, b_end, b_c), np.where(lower_half, b_c, b_end)
+    s_left, s_right = np.where(lower_half, s_end, s_c), np.where(lower_half, s_c, s_end)
+    d_left, d_right = np.where(lower_half, d_end, d_c), np.where(lower_half, d_c, d_end)
+    guess = _rational_cubic(beta, b_left, b_right, s_left, s_right, d_left, d_right, 0.0, at_right=lower_half)
+    middle_vol, middle_converged = _householder(_MIDDLE, guess, s_left, s_right, beta, x, upper, beta)
+    if index is None:
+        return middle_vol, middle_converged
+    total_vol[index], converged[index] = middle_vol, middle_converged
     return total_vol, converged
 
 
@@ -683,6 +669,7 @@ def _householder(objective, guess, low, high, beta, x, upper, target):
 
 
 def _householder_step(objective, s, low, high, beta, x, upper, target):
+    """One safeguarded step for every element: the new s, the narrowed bracket and whether done."""
     h = x / s
     t = 0.5 * s
     hh = h * h
@@ -733,8 +720,9 @@ def _rational_cubic(at, x_l, x_r, y_l, y_r, d_l, d_r, second, *, at_right):
 
     R(t) = [y_r t^3 + (r y_r - w d_r) t^2 u + (r y_l + w d_l) t u^2 + y_l u^3] / [1 + (r - 3) t u]
     with w = x_r - x_l, t = (at - x_l)/w, u = 1 - t (Delbourgo and Gregory). r = 3 is the cubic
-    Hermite; r is chosen to match ``second`` (the second derivative at the right or left end)
-    and raised where needed so that the curve keeps the data's monotonicity and convexity.
+    Hermite; r is chosen to match ``second``, the second derivative at the right end where
+    ``at_right`` (a bool or bool array) and at the left end elsewhere, and raised where needed
+    so that the curve keeps the data's monotonicity and convexity.
     """
     width = x_r - x_l
     t = (at - x_l) / width
@@ -743,8 +731,8 @@ def _rational_cubic(at, x_l, x_r, y_l, y_r, d_l, d_r, second, *, at_right):
     spread = d_r - d_l
     to_left = secant - d_l
     to_right = d_r - secant
-    control = (0.5 * width * second + spread) / (to_right if at_right else to_left)
-    # R''(0) = 2[r (secant - d_l) - spread]/w and R''(1) = 2[spread - r (d_r - secant)]/w keep
+    control = (0.5 * width * second + spread) / np.where(at_right, to_right, to_left)
+    # R''(0) = 2[r (secant - d_l) - spread]/w and R''(1) = 2[r (d_r - secant) - spread]/w keep
     # the sign of the data's curvature when r >= spread/(secant - d_l) and r >= spread/(d_r -
     # secant); monotone data stays monotone when r >= (d_l + d_r)/secant.
     curved = to_left * to_right > 0
