@@ -45,7 +45,14 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        self._session = Session(self._hub, write=transport.write, close=transport.close,
+
+        def write(data: bytes) -> None:
+            # A client that hung up gets nothing more: asyncio would log a warning for
+            # every write to a lost connection until the session hears of the loss.
+            if not transport.is_closing():
+                transport.write(data)
+
+        self._session = Session(self._hub, write=write, close=transport.close,
                                 peer=f"{peer[0]}:{peer[1]}" if peer else "")
         log.info("connection from %s", self._session.peer)
 
