@@ -49,6 +49,9 @@ def sim_gateway(
         None, "--prices-from", exists=True, dir_okay=False, readable=True,
         help="Starting prices: a Barchart export, a symbol,price CSV, or daily bars to replay.",
     ),
+    no_model_greeks: bool = typer.Option(
+        False, "--no-model-greeks", help="Send option quotes without model greeks (test a client's fallback).",
+    ),
 ) -> None:
     """Run the simulated TWS (API server version 176) in the foreground until Ctrl+C."""
     from trading_pipeline.sim.engine import SimBroker
@@ -62,7 +65,8 @@ def sim_gateway(
         from trading_pipeline.sim.prices import load_prices
 
         prices, bars = run_guarded(load_prices, prices_from)
-    broker = SimBroker(seed=seed, start=started_at, speed=speed, prices=prices, bars=bars)
+    broker = SimBroker(seed=seed, start=started_at, speed=speed, prices=prices, bars=bars,
+                       model_greeks=not no_model_greeks)
     gateway = SimGateway(broker, host=host, port=port)
     # Ctrl+C (SIGINT) and a supervisor's SIGTERM both just ask the loop below to end, so the
     # shutdown is the same clean one whenever the signal lands (even before the loop starts).

@@ -70,6 +70,8 @@ Interface notes for the session (S3):
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -179,8 +181,12 @@ class SimBroker:
         account_id: str = "DU1234567",
         cash: float = 1_000_000.0,
         universe: Universe = DEFAULT_UNIVERSE,
+        model_greeks: bool = True,
     ):
         self.seed = int(seed)
+        # False makes option quotes carry no model greeks (no option computation ticks), as
+        # when TWS has none to send: lets clients exercise their own greeks fallback.
+        self.model_greeks = model_greeks
         self.account_id = account_id
         self.clock = SimClock(start, speed)
         self.universe = universe
@@ -767,7 +773,10 @@ class SimBroker:
         return instrument
 
     def quote(self, con_id: int) -> Quote:
-        return self.market.quote(self._instrument_or_error(con_id), self.clock.now())
+        quote = self.market.quote(self._instrument_or_error(con_id), self.clock.now())
+        if not self.model_greeks and quote.greeks is not None:
+            return dataclasses.replace(quote, greeks=None)
+        return quote
 
     def daily_bars(self, con_id: int, end_day: date, days: int) -> list[Bar]:
         return self.market.daily_bars(self._instrument_or_error(con_id), end_day, days, now=self.clock.now())

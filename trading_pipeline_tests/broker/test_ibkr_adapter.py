@@ -265,12 +265,14 @@ def test_a_second_quote_shows_the_new_market_not_the_last_one(sim_gateway, broke
     assert after.greeks.delta != before.greeks.delta
 
 
-def test_greeks_are_computed_from_the_mid_when_model_greeks_do_not_come(sim_gateway, monkeypatch):
-    # The simulator has no switch for this: its quotes are wrapped to carry no model greeks,
-    # so it sends no option computation ticks (its session skips quotes without greeks).
+def test_greeks_are_computed_from_the_mid_when_model_greeks_do_not_come(sim_gateway):
+    # The simulator's switch: option quotes without model greeks, so no computation ticks.
     sim = sim_gateway.broker
-    with_greeks = sim.quote
-    monkeypatch.setattr(sim, "quote", lambda con_id: dataclasses.replace(with_greeks(con_id), greeks=None))
+    sim.model_greeks = False
+
+    def with_greeks(con_id):
+        return sim.market.quote(sim.instrument(con_id), sim.clock.now())
+
     adapter = IbkrBroker(fast_settings(sim_gateway.port), greeks_timeout=0.3)
     with adapter:
         near, far = aapl_put(adapter, 245.0), aapl_put(adapter, 135.0)

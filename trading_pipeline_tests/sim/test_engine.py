@@ -811,3 +811,19 @@ def test_fifty_orders_are_placed_well_under_a_second(broker):
     for order_id in range(1, 51):
         broker.place_order(1, order_id, put, sell(1, lmt=far))
     assert time.perf_counter() - started < 0.25
+
+
+def test_model_greeks_switch_strips_greeks_from_option_quotes_only():
+    from datetime import datetime, timezone
+
+    from trading_pipeline.sim.engine import SimBroker
+    from trading_pipeline.sim.types import ContractQuery
+
+    broker = SimBroker(seed=3, start=datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc), model_greeks=False)
+    option = broker.catalog.options("AAPL", broker.catalog.expirations("AAPL", broker.today())[2], broker.today())[0]
+    assert broker.quote(option.con_id).greeks is None
+    assert broker.quote(option.con_id).bid is not None or broker.quote(option.con_id).ask is not None
+    broker.model_greeks = True
+    assert broker.quote(option.con_id).greeks is not None
+    [stock] = broker.match_contracts(ContractQuery(symbol="AAPL", sec_type="STK"))
+    assert broker.quote(stock.con_id).last is not None
