@@ -18,7 +18,7 @@ demo: $(INSTALLED)
 
 ## The whole test suite.
 test: $(INSTALLED)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto
 
 ## The Dagster UI (webserver and daemon) on http://127.0.0.1:3000 with the project's instance.
 ui: $(INSTALLED)
