@@ -52,6 +52,14 @@ IMPORTED_AT = datetime(2026, 11, 20, 21, 50, 0, 123456, tzinfo=UTC)
 # --- hand-made scans ---------------------------------------------------------------
 
 
+
+HEAD = head_revision()
+
+
+def scan_table_counts(engine) -> dict[str, int]:
+    counts = table_counts(engine)
+    return {name: counts[name] for name in ("scan_imports", "scan_candidates")}
+
 def scored_frame() -> pl.DataFrame:
     """Five scored rows in file order, covering every kind of row the scorer emits.
 
@@ -178,15 +186,16 @@ def synthetic_frame(rows: int) -> pl.DataFrame:
 def test_migrations_ship_inside_the_package():
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0001"
+    # The newest migration file is head.
+    assert head_revision() == sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py"))[-1].split("_")[0]
 
 
 def test_empty_database_migrates_to_head_matching_schema(ledger_url):
     engine = make_engine(ledger_url)
     try:
         assert current_revision(engine) is None
-        assert migrate(engine) == "0001"
-        assert current_revision(engine) == "0001"
+        assert migrate(engine) == HEAD
+        assert current_revision(engine) == HEAD
 
         inspector = inspect(engine)
         assert {"scan_imports", "scan_candidates", "alembic_version"} <= set(inspector.get_table_names())
@@ -206,9 +215,9 @@ def test_empty_database_migrates_to_head_matching_schema(ledger_url):
 
 def test_migrate_again_changes_nothing(ledger_engine):
     scan_id = replace_scan(ledger_engine, scan_record(), scored_frame())
-    assert migrate(ledger_engine) == "0001"
-    assert migrate(ledger_engine) == "0001"
-    assert table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
+    assert migrate(ledger_engine) == HEAD
+    assert migrate(ledger_engine) == HEAD
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
     assert get_scan(ledger_engine)["id"] == scan_id
 
 
@@ -246,16 +255,16 @@ def test_concurrent_migrations_both_succeed(ledger_url):
         thread.join(timeout=60)
     for engine in engines:
         engine.dispose()
-    assert results == ["0001", "0001"]
+    assert results == [HEAD, HEAD]
 
 
 def test_unknown_revision_is_refused_and_reset_recovers(ledger_engine):
     with ledger_engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(ConfigurationError, match="revision 9999.*newest is 0001"):
+    with pytest.raises(ConfigurationError, match=f"revision 9999.*newest is {HEAD}"):
         migrate(ledger_engine)
-    assert reset(ledger_engine) == "0001"
-    assert current_revision(ledger_engine) == "0001"
+    assert reset(ledger_engine) == HEAD
+    assert current_revision(ledger_engine) == HEAD
 
 
 def test_reset_empties_the_ledger_and_keeps_other_tables(ledger_engine):
@@ -264,22 +273,22 @@ def test_reset_empties_the_ledger_and_keeps_other_tables(ledger_engine):
         connection.execute(text("CREATE TABLE other_application (note VARCHAR(20))"))
         connection.execute(text("INSERT INTO other_application VALUES ('keep me')"))
 
-    assert reset(ledger_engine) == "0001"
+    assert reset(ledger_engine) == HEAD
 
-    assert current_revision(ledger_engine) == "0001"
-    assert table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
+    assert current_revision(ledger_engine) == HEAD
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
     with ledger_engine.connect() as connection:
         assert connection.execute(text("SELECT note FROM other_application")).scalars().all() == ["keep me"]
     # The recreated tables work.
     replace_scan(ledger_engine, scan_record(), scored_frame())
-    assert table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
 
 
 def test_reset_of_an_empty_database_creates_the_ledger(ledger_url):
     engine = make_engine(ledger_url)
     try:
-        assert reset(engine) == "0001"
-        assert table_counts(engine) == {"scan_imports": 0, "scan_candidates": 0}
+        assert reset(engine) == HEAD
+        assert scan_table_counts(engine) == {"scan_imports": 0, "scan_candidates": 0}
     finally:
         engine.dispose()
 
@@ -334,7 +343,7 @@ def test_replacing_a_partition_replaces_the_import_and_its_candidates(ledger_eng
     assert get_scan(ledger_engine, partition_key="2026-11-20_screener.csv")["sha256"] == "cd" * 32
     assert load_candidates(ledger_engine, second_id)["row"].to_list() == [2, 3]
     assert load_candidates(ledger_engine, other_id).height == 5  # other partitions untouched
-    assert table_counts(ledger_engine) == {"scan_imports": 2, "scan_candidates": 7}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 2, "scan_candidates": 7}
 
 
 def test_failing_candidate_insert_leaves_the_old_scan_intact(ledger_engine):
@@ -351,7 +360,7 @@ def test_failing_candidate_insert_leaves_the_old_scan_intact(ledger_engine):
     assert get_scan(ledger_engine)["id"] == old_id
     assert get_scan(ledger_engine)["sha256"] == "ab" * 32
     assert load_candidates(ledger_engine, old_id).height == 5
-    assert table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
 
 
 def test_failing_import_insert_leaves_the_old_scan_intact(ledger_engine):
@@ -361,7 +370,7 @@ def test_failing_import_insert_leaves_the_old_scan_intact(ledger_engine):
         replace_scan(ledger_engine, scan_record(export_date_source="guessed"), scored_frame())
 
     assert get_scan(ledger_engine)["id"] == old_id
-    assert table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
 
 
 def test_concurrent_replacements_of_one_partition_leave_exactly_one_scan(ledger_engine):
@@ -384,7 +393,7 @@ def test_concurrent_replacements_of_one_partition_leave_exactly_one_scan(ledger_
     for engine in engines:
         engine.dispose()
     assert errors == []
-    assert table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 1, "scan_candidates": 5}
 
 
 def test_scan_with_no_candidates_is_stored(ledger_engine):
@@ -413,7 +422,7 @@ def test_get_scan_and_list_scans_find_by_key_id_and_recency(ledger_engine):
 def test_empty_ledger_reads(ledger_engine):
     assert get_scan(ledger_engine) is None
     assert list_scans(ledger_engine) == []
-    assert table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
 
 
 def test_hundred_thousand_candidates_insert_and_load(ledger_engine):
@@ -452,7 +461,7 @@ def test_record_and_frame_problems_are_refused_before_writing(ledger_engine):
         replace_scan(ledger_engine, scan_record(), frame.drop("error", "rank"))
     with pytest.raises(ValueError, match="wrong type"):
         replace_scan(ledger_engine, scan_record(), frame.with_columns(strike=pl.lit("ninety")))
-    assert table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
+    assert scan_table_counts(ledger_engine) == {"scan_imports": 0, "scan_candidates": 0}
 
 
 def test_text_with_csv_and_null_markers_round_trips(ledger_engine):
@@ -498,7 +507,7 @@ def test_default_ledger_is_sqlite_under_the_project_home(isolated_home):
     engine = make_engine()
     try:
         assert engine.dialect.name == "sqlite"
-        assert migrate(engine) == "0001"
+        assert migrate(engine) == HEAD
         assert (isolated_home / "data" / "ledger.sqlite").is_file()
     finally:
         engine.dispose()

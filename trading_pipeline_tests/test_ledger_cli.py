@@ -29,12 +29,22 @@ from typer.testing import CliRunner
 import trading_pipeline
 from trading_pipeline.cli import ledger_commands
 from trading_pipeline.cli.app import app, console
-from trading_pipeline.ledger import current_revision, get_scan, make_engine, migrate, replace_scan, table_counts
+from trading_pipeline.ledger import (
+    current_revision, get_scan, head_revision, make_engine, migrate, replace_scan, table_counts,
+)
 from trading_pipeline_tests.test_ledger import scan_record, scored_frame
 
 PASSWORD = "pw-never-printed-7531"
 
 runner = CliRunner()
+
+
+HEAD = head_revision()
+
+
+def scan_table_counts(engine) -> dict[str, int]:
+    counts = table_counts(engine)
+    return {name: counts[name] for name in ("scan_imports", "scan_candidates")}
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +84,10 @@ def ledger_with_one_scan(url: str) -> int:
 
 
 def counts_of(url: str) -> dict[str, int]:
+    """Row counts of the scan tables (the ones these tests fill)."""
     engine = make_engine(url)
     try:
-        return table_counts(engine)
+        return scan_table_counts(engine)
     finally:
         engine.dispose()
 
@@ -97,9 +108,9 @@ def test_init_creates_then_reports_the_ledger_already_at_head(ledger_url):
 
     assert first.exit_code == 0, first.output
     assert f"Ledger    {shown_url(url)}" in first.stdout
-    assert "created at revision 0001" in first.stdout
+    assert f"created at revision {HEAD}" in first.stdout
     assert again.exit_code == 0, again.output
-    assert "already at revision 0001 (newest)" in again.stdout
+    assert f"already at revision {HEAD} (newest)" in again.stdout
     assert_no_password(first)
     assert_no_password(again)
 
@@ -155,7 +166,7 @@ def test_status_shows_revision_counts_and_latest_scans(ledger_url):
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.replace("│", " ").split()) for line in result.stdout.splitlines()]
     assert f"Ledger {shown_url(url)}" in lines
-    assert "Revision 0001 (newest)" in lines
+    assert f"Revision {HEAD} (newest)" in lines
     assert "scan_imports 1" in lines
     assert "scan_candidates 5" in lines
     # id, partition, export date, rows, valid, invalid, selected, imported (UTC)
@@ -182,7 +193,7 @@ def test_status_of_an_empty_database_says_not_initialized(ledger_url):
     result = invoke("status", "--ledger-url", ledger_url)
 
     assert result.exit_code == 0, result.output
-    assert "not initialized (newest is 0001): run `tp init`" in result.stdout
+    assert f"not initialized (newest is {HEAD}): run `tp init`" in result.stdout
     assert "scan_imports" not in result.stdout  # sections need the tables
 
 
@@ -202,7 +213,7 @@ def test_status_renders_sections_registered_by_other_features(tmp_path, monkeypa
     result = invoke("status", "--ledger-url", url)
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.rstrip().endswith("Risk governor: halted=no (ledger revision 0001)")
+    assert result.stdout.rstrip().endswith(f"Risk governor: halted=no (ledger revision {HEAD})")
     assert "scan_candidates" in result.stdout  # the built-in sections are still there
 
 
@@ -218,7 +229,7 @@ def test_version_names_package_python_and_libraries():
     assert f"Python {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}" in lines
     for distribution in ("dagster", "ib_async", "polars", "duckdb", "SQLAlchemy"):
         assert f"{distribution} {package_metadata.version(distribution)}" in lines
-    assert "ledger schema 0001" in lines
+    assert f"ledger schema {HEAD}" in lines
 
 
 # --- db-reset --------------------------------------------------------------------------
@@ -248,7 +259,7 @@ def test_db_reset_with_yes_empties_the_ledger_at_head(ledger_url):
     result = invoke("db-reset", "--yes", "--ledger-url", url)
 
     assert result.exit_code == 0, result.output
-    assert f"Ledger {shown_url(url)} reset: empty, at revision 0001" in " ".join(result.stdout.split())
+    assert f"Ledger {shown_url(url)} reset: empty, at revision {HEAD}" in " ".join(result.stdout.split())
     assert counts_of(url) == {"scan_imports": 0, "scan_candidates": 0}
     assert_no_password(result)
 
@@ -306,11 +317,11 @@ def test_db_reset_on_a_terminal_resets_only_after_yes(tmp_path):
     accepted_code, accepted = run_in_terminal(["db-reset", "--ledger-url", url], b"y\n")
 
     assert accepted_code == 0, accepted
-    assert "reset: empty, at revision 0001" in accepted
+    assert f"reset: empty, at revision {HEAD}" in accepted
     assert counts_of(url) == {"scan_imports": 0, "scan_candidates": 0}
     engine = make_engine(url)
     try:
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
     finally:
         engine.dispose()
 

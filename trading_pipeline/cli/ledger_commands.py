@@ -256,7 +256,9 @@ def db_reset_command(
         if not yes:
             say(f"Ledger    {redacted}")
             if current_revision(engine) is not None:
-                counts = ", ".join(f"{name} {count:,}" for name, count in table_counts(engine).items())
+                # What would be deleted: the tables that hold rows.
+                filled = {name: count for name, count in table_counts(engine).items() if count}
+                counts = ", ".join(f"{name} {count:,}" for name, count in filled.items()) or "none"
                 say(f"Rows      {counts}")
             if not typer.confirm("Delete all ledger data and recreate the tables?", default=False):
                 say("Not reset; nothing changed.")

@@ -3,11 +3,17 @@
 Alembic migrations create and change these tables; a test compares the migrated database
 with this metadata, so the two cannot drift apart. New tables are added here and in a new
 migration under ``migrations/versions/``.
+
+Revision 0001: the scan tables. Revision 0002: the execution tables (staged opportunities,
+order intents, broker orders and their events, fills, trading state and circuit breaker
+trips, daily counters, approvals, execution runs).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from sqlalchemy import (
     BigInteger,
@@ -20,12 +26,16 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
     TypeDecorator,
 )
+
+from trading_pipeline.core.intents import IntentPurpose, IntentStatus
 
 
 class UtcDateTime(TypeDecorator):
@@ -57,6 +67,59 @@ class UtcDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+MONEY_SCALE = 6
+_MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+_MONEY_LIMIT = Decimal(10) ** (18 - MONEY_SCALE)
+
+
+def to_money(value) -> Decimal | None:
+    """A price, premium, commission or P&L as the ledger stores it: a Decimal with six places.
+
+    Floats are read through their shortest text form (1.1 is 1.1, not 1.100000000000000088...),
+    so a quote that arrives as a float is stored as the number it was printed as. NaN,
+    infinities, booleans and values beyond Numeric(18, 6) are refused.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise TypeError(f"expected a number for a money column, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"money must be a finite number, not {value!r}")
+        value = Decimal(repr(value))
+    elif isinstance(value, int):
+        value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"money must be a finite number, not {value!r}")
+    try:
+        quantized = value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        raise ValueError(f"money {value} does not fit Numeric(18, {MONEY_SCALE})") from None
+    if abs(quantized) >= _MONEY_LIMIT:
+        raise ValueError(f"money {value} does not fit Numeric(18, {MONEY_SCALE})")
+    return quantized
+
+
+class Money(TypeDecorator):
+    """Exact money: Numeric(18, 6), returned as a Decimal with six places on both backends.
+
+    PostgreSQL stores numeric exactly. SQLite has no decimal type and keeps a double; the
+    six places and 18 digits keep every value we store (prices, commissions, P&L well below
+    a billion) exact through the double and back (SQLAlchemy reads it back with six places).
+    """
+
+    impl = Numeric(18, MONEY_SCALE)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return to_money(value)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return Decimal(value).quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 # Explicit constraint names: Alembic's batch mode (how SQLite alters tables) and later
@@ -154,4 +217,303 @@ scan_candidates = Table(
     Column("rejected", Boolean, nullable=False),
     Column("reason", Text, nullable=True),
     Index("ix_scan_candidates_scan_import_id_rank", "scan_import_id", "rank"),
+)
+
+
+# ============================================================================ execution (0002)
+#
+# Money (strikes, prices, premiums, commissions, P&L) is exact: Money = Numeric(18, 6).
+# Greeks, IV and percentages are Float: model outputs, not money. conIds and broker ids are
+# BigInteger (option conIds exceed 32 bits). Statuses are strings with CHECK constraints.
+
+STAGED_STATUSES = (
+    "STAGED",  # written by the Sunday session
+    "VALIDATED",  # re-checked with fresh data (validate-staged, 9:28 refresh)
+    "STALE",  # the stock moved too far since staging (pre-market check)
+    "ADJUSTED",  # small move: OTM distance recomputed, still traded
+    "ABANDONED",  # strike selection found no acceptable strike
+    "CANCELLED",  # cancelled by a person (cancel-staged)
+    "SUBMITTED",  # its entry order went to the broker
+    "WORKING",  # left working as a DAY order after the fill monitor window
+    "PARTIAL",
+    "FILLED",
+    "EXPIRED",  # the session ended without a fill
+    "FAILED",  # an error stopped it (see status_reason)
+)
+STRIKE_SELECTION_OUTCOMES = ("SELECTED", "UNCHANGED", "ABANDONED")
+OPTION_RIGHTS = ("P", "C")
+INTENT_PURPOSES = tuple(purpose.value for purpose in IntentPurpose)
+INTENT_STATUSES = tuple(status.value for status in IntentStatus)
+INTENT_SEC_TYPES = ("OPT", "STK")
+ORDER_ACTIONS = ("BUY", "SELL")
+ORDER_TYPES = ("LMT", "MKT", "ADAPTIVE", "MIDPRICE")  # trading_pipeline.broker.port.OrderType
+FILL_SIDES = ("BOT", "SLD")
+ORDER_EVENT_SOURCES = ("ledger", "broker", "reconciliation")
+HALT_KINDS = ("manual", "daily_loss")  # trading_pipeline.core.risk.HaltKind
+APPROVAL_DECISIONS = ("PENDING", "EXECUTE", "WAIT", "ABORT")
+RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "ABORTED")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    # Column names quoted: "right" is an SQL keyword on both backends.
+    listed = ", ".join(f"'{value}'" for value in values)
+    return f'"{column}" IN ({listed})'
+
+
+# One put (or call) staged for a trading session, from a scored candidate and live data.
+staged_opportunities = Table(
+    "staged_opportunities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_day", Date, nullable=False),  # the trading day it is staged for
+    # The scan it came from; a re-imported scan replaces its rows, the staged row stays.
+    Column("scan_import_id", Integer, ForeignKey("scan_imports.id", ondelete="SET NULL"), nullable=True),
+    Column("scan_candidate_id", Integer, ForeignKey("scan_candidates.id", ondelete="SET NULL"), nullable=True),
+    Column("symbol", String(32), nullable=False),
+    Column("sector", String(64), nullable=True),
+    Column("expiration", Date, nullable=False),
+    Column("strike", Money, nullable=False),
+    Column("right", String(1), nullable=False),
+    Column("contracts", Integer, nullable=False),
+    Column("staged_stock_price", Money, nullable=True),
+    Column("staged_bid", Money, nullable=True),
+    Column("staged_ask", Money, nullable=True),
+    Column("staged_mid", Money, nullable=True),
+    Column("limit_price", Money, nullable=True),
+    Column("delta", Float, nullable=True),
+    Column("iv", Float, nullable=True),
+    Column("otm_pct", Float, nullable=True),
+    Column("dte", Integer, nullable=True),
+    Column("margin_per_contract", Money, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("validation_reasons", JSON, nullable=True),  # list of texts, one per failed check
+    Column("strike_selection_outcome", String(16), nullable=True),
+    Column("original_strike", Money, nullable=True),
+    Column("live_delta", Float, nullable=True),
+    Column("strike_selection_method", String(16), nullable=True),
+    Column("strike_selection_reason", Text, nullable=True),
+    Column("dagster_run_id", String(64), nullable=True),
+    Column("staged_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(_one_of("status", STAGED_STATUSES), name="status"),
+    CheckConstraint(_one_of("right", OPTION_RIGHTS), name="right"),
+    CheckConstraint('"contracts" >= 0', name="contracts"),
+    CheckConstraint('"strike" > 0', name="strike"),
+    CheckConstraint(_one_of("strike_selection_outcome", STRIKE_SELECTION_OUTCOMES), name="strike_selection_outcome"),
+    Index("ix_staged_opportunities_session_day_status", "session_day", "status"),
+)
+
+# One execution run (a two-tier morning, a `trade`/`execute` command, an emergency stop) and
+# its report.
+execution_runs = Table(
+    "execution_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dagster_run_id", String(64), nullable=True, unique=True),
+    # hybrid / supervised / autonomous / trade / execute / emergency_stop / reconcile: not
+    # constrained, so a new kind of run needs no migration.
+    Column("mode", String(32), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("session_day", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("report", JSON, nullable=True),  # the execution report
+    Column("error", Text, nullable=True),
+    CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+    Index("ix_execution_runs_session_day", "session_day"),
+)
+
+# One order as the ledger knows it, written before it is sent (see core/intents.py for the
+# protocol). The order ref is unique: writing the same intent twice returns the first.
+order_intents = Table(
+    "order_intents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("order_ref", String(40), nullable=False, unique=True),
+    Column("session_day", Date, nullable=False),
+    Column("purpose", String(24), nullable=False),
+    Column("staged_opportunity_id", Integer, ForeignKey("staged_opportunities.id"), nullable=True),
+    # The intent this one replaces the remainder of (REPLACE_REMAINDER).
+    Column("parent_intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("execution_run_id", Integer, ForeignKey("execution_runs.id"), nullable=True),
+    Column("symbol", String(32), nullable=False),
+    Column("sec_type", String(8), nullable=False),
+    Column("con_id", BigInteger, nullable=True),
+    Column("expiration", Date, nullable=True),
+    Column("strike", Money, nullable=True),
+    Column("right", String(1), nullable=True),
+    Column("action", String(4), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("order_type", String(16), nullable=False),
+    Column("limit_price", Money, nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("account", String(32), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("filled_quantity", Integer, nullable=False),
+    Column("avg_fill_price", Money, nullable=True),
+    Column("broker_order_id", BigInteger, nullable=True),
+    Column("broker_perm_id", BigInteger, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("dagster_run_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),  # the last problem, or why it needs review
+    CheckConstraint(_one_of("purpose", INTENT_PURPOSES), name="purpose"),
+    CheckConstraint(_one_of("status", INTENT_STATUSES), name="status"),
+    CheckConstraint(_one_of("sec_type", INTENT_SEC_TYPES), name="sec_type"),
+    CheckConstraint(_one_of("action", ORDER_ACTIONS), name="action"),
+    CheckConstraint(_one_of("order_type", ORDER_TYPES), name="order_type"),
+    CheckConstraint(_one_of("right", OPTION_RIGHTS), name="right"),
+    CheckConstraint('"quantity" > 0', name="quantity"),
+    CheckConstraint('"filled_quantity" >= 0', name="filled_quantity"),
+    CheckConstraint('"limit_price" > 0', name="limit_price"),
+    CheckConstraint("\"order_type\" <> 'LMT' OR \"limit_price\" IS NOT NULL", name="limit_needs_price"),
+    CheckConstraint(
+        "\"sec_type\" <> 'OPT' OR (\"expiration\" IS NOT NULL AND \"strike\" IS NOT NULL AND \"right\" IS NOT NULL)",
+        name="option_terms",
+    ),
+    Index("ix_order_intents_session_day_status", "session_day", "status"),
+    Index("ix_order_intents_status", "status"),
+    Index("ix_order_intents_staged_opportunity_id", "staged_opportunity_id"),
+)
+
+# Every order the broker reported, ours or not, keyed by its permanent id.
+broker_orders = Table(
+    "broker_orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("perm_id", BigInteger, nullable=False, unique=True),
+    Column("broker_order_id", BigInteger, nullable=True),
+    Column("client_id", Integer, nullable=True),
+    Column("intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("order_ref", String(255), nullable=True),
+    Column("account", String(32), nullable=True),
+    Column("symbol", String(32), nullable=True),
+    Column("con_id", BigInteger, nullable=True),
+    Column("action", String(4), nullable=True),
+    Column("quantity", Integer, nullable=True),
+    Column("order_type", String(16), nullable=True),
+    Column("limit_price", Money, nullable=True),
+    Column("status", String(32), nullable=False),  # the broker's own status text
+    Column("filled", Integer, nullable=False),
+    Column("remaining", Integer, nullable=True),
+    Column("avg_fill_price", Money, nullable=True),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_broker_orders_intent_id", "intent_id"),
+)
+
+# The history of every intent: ledger transitions, broker status updates, reconciliation.
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("perm_id", BigInteger, nullable=True),
+    Column("event_time", UtcDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(32), nullable=False),  # an intent status or the broker's text
+    Column("filled", Integer, nullable=True),
+    Column("remaining", Integer, nullable=True),
+    Column("avg_fill_price", Money, nullable=True),
+    Column("message", Text, nullable=True),
+    CheckConstraint(_one_of("source", ORDER_EVENT_SOURCES), name="source"),
+    Index("ix_order_events_intent_id", "intent_id"),
+)
+
+# Every execution at the broker, once (exec_id is unique). Fills of orders without an intent
+# (placed by hand in TWS, or found by reconciliation) have no intent_id.
+fills = Table(
+    "fills",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("exec_id", String(64), nullable=False, unique=True),
+    Column("intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("order_ref", String(255), nullable=True),
+    Column("perm_id", BigInteger, nullable=True),
+    Column("broker_order_id", BigInteger, nullable=True),
+    Column("account", String(32), nullable=True),
+    Column("symbol", String(32), nullable=False),
+    Column("sec_type", String(8), nullable=True),
+    Column("con_id", BigInteger, nullable=True),
+    Column("expiration", Date, nullable=True),
+    Column("strike", Money, nullable=True),
+    Column("right", String(1), nullable=True),
+    Column("side", String(3), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("price", Money, nullable=False),
+    Column("commission", Money, nullable=True),  # arrives after the execution; filled in then
+    Column("commission_currency", String(3), nullable=True),
+    Column("realized_pnl", Money, nullable=True),
+    Column("executed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    CheckConstraint(_one_of("side", FILL_SIDES), name="side"),
+    CheckConstraint('"quantity" > 0', name="quantity"),
+    Index("ix_fills_intent_id", "intent_id"),
+    Index("ix_fills_executed_at", "executed_at"),
+)
+
+# The trading halt flag: one row (id 1), created on first write; no row means not halted.
+trading_state = Table(
+    "trading_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("halted", Boolean, nullable=False),
+    Column("halt_kind", String(16), nullable=True),
+    Column("halt_reason", Text, nullable=True),
+    Column("halted_at", UtcDateTime, nullable=True),
+    Column("halted_by", String(64), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint('"id" = 1', name="single_row"),
+    CheckConstraint(_one_of("halt_kind", HALT_KINDS), name="halt_kind"),
+)
+
+# Circuit breaker trips (the daily loss limit, ...), kept for good.
+breaker_trips = Table(
+    "breaker_trips",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_day", Date, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("details", Text, nullable=True),
+    Column("tripped_at", UtcDateTime, nullable=False),
+    Column("cleared_at", UtcDateTime, nullable=True),
+    Column("cleared_by", String(64), nullable=True),
+    Index("ix_breaker_trips_session_day", "session_day"),
+)
+
+# Per trading session: the start-of-day NLV and the counters the risk governor limits.
+daily_counters = Table(
+    "daily_counters",
+    metadata,
+    Column("session_day", Date, primary_key=True),
+    Column("start_nlv", Money, nullable=True),
+    Column("new_positions", Integer, nullable=False),
+    Column("orders_submitted", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint('"new_positions" >= 0', name="new_positions"),
+    CheckConstraint('"orders_submitted" >= 0', name="orders_submitted"),
+)
+
+# Approvals of UI-launched hybrid runs: the run waits for a decision given by a CLI command
+# or an approval job, and aborts when the deadline passes.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_key", String(128), nullable=False, unique=True),
+    Column("session_day", Date, nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("deadline", UtcDateTime, nullable=False),
+    Column("summary", Text, nullable=True),  # the market conditions shown to the approver
+    Column("decision", String(16), nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    CheckConstraint(_one_of("decision", APPROVAL_DECISIONS), name="decision"),
+    Index("ix_approvals_session_day", "session_day"),
 )
