@@ -10,10 +10,12 @@ from __future__ import annotations
 from trading_pipeline.cli import app as _app_module
 from trading_pipeline.cli import (  # noqa: F401  (imported for their command registrations)
     broker_commands,
+    execution_commands,
     ledger_commands,
     market_commands,
     scan_commands,
     sim_commands,
+    staging_commands,
     ui_commands,
 )
 

@@ -59,11 +59,14 @@ def scan(
 
 @app.command("demo")
 def demo() -> None:
-    """The main job on the embedded default: scan the bundled sample export and print the ranking."""
-    sample = settings.sample_export_path()
-    console.print(f"[bold]trading_pipeline demo[/]: scanning the bundled sample export {sample.name}")
-    scanned = _scan_file(sample, ScanPolicy())
-    _print_scan(scanned, OutputFormat.table, show_rejected=False)
+    """The main job on the simulator: scan the bundled sample export, stage it on Sunday, and
+    execute Monday's two-tier morning live against the simulator's paper account (demo ledger)."""
+    from trading_pipeline.trading.demo import run_demo
+
+    try:
+        run_demo(console)
+    except TradingPipelineError as exc:
+        raise fail(str(exc)) from None
 
 
 def _scan_file(path: Path, policy: ScanPolicy) -> tuple[dict, pl.DataFrame]:
