@@ -109,7 +109,8 @@ def test_a_stepped_simulator_is_read_through(connect):
 def test_the_rate_of_a_fast_simulator_is_measured(connect):
     sim, broker = connect(120.0)
     clock = BrokerClock.measured(broker, sample_seconds=0.3)
-    assert clock.rate == 120.0
+    # Measured over 0.3 s of real time: on a loaded machine a tick can be observed late.
+    assert clock.rate == pytest.approx(120.0, rel=0.03)
     assert abs((sim.clock.now() - clock.now()).total_seconds()) < 2.0
 
 
