@@ -101,8 +101,9 @@ def execute_two_tier(
     overrides = parse_settings(settings_)
     quiet = output is ReportFormat.json
     if live and not quiet:
-        console.print("[bold red]LIVE[/]: orders go to the broker's account "
-                      f"({'confirmed: ' + escape(confirm_account) if confirm_account else 'paper accounts only'})")
+        console.print("[bold red]LIVE[/]: orders go to the broker's account " + (
+            f"(confirmed: {escape(confirm_account)})" if confirm_account else
+            "(a paper account; any other also needs TP_LIVE_ARMED=1 and --confirm-account)"), highlight=False)
 
     def say(message: str) -> None:
         if not quiet:

@@ -174,8 +174,10 @@ class BrokerClock:
     def measured(cls, broker: BrokerPort, *, sample_seconds: float = 0.5,
                  monotonic: Monotonic = time.monotonic, sleep: Sleep = time.sleep) -> "BrokerClock":
         """A clock whose rate is measured from two ticks ``sample_seconds`` apart (for a
-        simulator whose speed is not known); rates within 0.5 % of a whole number are taken as
-        that number. Re-anchors every second of real time."""
+        simulator whose speed is not known); rates within 2 % of a whole number are taken as that
+        number (speeds are set as whole numbers; a busy machine blurs the two ticks by a few
+        milliseconds). Re-anchors every second of real time, so a rate slightly off never
+        accumulates."""
         first = observe_tick(broker, rate=1.0, monotonic=monotonic, max_wait=_TICK_WAIT_MAX)
         sleep(sample_seconds)
         second = observe_tick(broker, rate=1.0, monotonic=monotonic, max_wait=_TICK_WAIT_MAX)
@@ -184,7 +186,7 @@ class BrokerClock:
         if elapsed_local <= 0 or elapsed_broker <= 0:
             raise ClockSyncError("could not measure the broker clock's rate")
         rate = elapsed_broker / elapsed_local
-        if abs(rate - round(rate)) <= 0.005 * rate:
+        if round(rate) > 0 and abs(rate - round(rate)) <= 0.02 * rate:
             rate = float(round(rate))
         clock = cls(broker, rate=rate, resync_seconds=1.0, monotonic=monotonic)
         with clock._lock:

@@ -14,8 +14,8 @@
 4. **~9:29 adaptive strike selection**: the listed puts near the staged strike (read at 9:15:
    they do not change), one quote request with greeks for every trade's ``candidate_strikes``,
    ``select_strike`` (SELECTED / UNCHANGED / ABANDONED, recorded on the staged row with the
-   original strike and the live delta); a strike's volume of 0 before the open is replaced by
-   the previous session's volume (its daily bar);
+   original strike and the live delta); a strike's volume below STRIKE_MIN_VOLUME (0 before
+   the open, a handful just after it) is checked on the previous session's volume instead;
 5. **9:30 Tier 1**: each order routed (``route_order``), priced, and submitted through the
    ``OrderGateway`` (risk check, intent with a deterministic orderRef, send, ack). Rapid-fire
    (``USE_RAPID_FIRE=true``) submits every order at once; sequential submits the next order
@@ -117,6 +117,9 @@ log = logging.getLogger(__name__)
 DECISIONS = ("execute", "wait", "abort")
 # Hybrid "wait": ask again after this many seconds of broker time, with fresh quotes.
 HYBRID_WAIT_SECONDS = 60.0
+# A Tier 1 order is priced from quotes at most this old (broker seconds); older ones are
+# fetched again right before it is sent (a late start, a sequential submission).
+QUOTE_MAX_AGE_SECONDS = 30.0
 # The option multiplier of US equity options (premium in the report is per contract x 100).
 OPTION_MULTIPLIER = 100
 VIX_SYMBOL = "VIX"
@@ -316,6 +319,7 @@ class _Trade:
     monitored: MonitoredOrder | None = None
     tier2_done: bool = False
     listed: dict[float, Contract] | None = None  # the expiry's listed puts, read before 9:29
+    quoted_at: datetime | None = None  # broker time of bid/ask
 
     @property
     def id(self) -> int:
@@ -612,9 +616,9 @@ class TwoTierRunner:
                     trade.drop("NO_DATA", "no two-sided quote for the staged strike at the 9:28 refresh")
                 continue
             trade.option = contract
-            trade.bid, trade.ask = quote.bid, quote.ask
+            trade.bid, trade.ask, trade.quoted_at = quote.bid, quote.ask, now
             trade.limit = limit_price(quote.bid, quote.ask, self.params.limit_bid_mid_ratio)
-            volume = self._volume(contract, quote, as_of)
+            volume = self._volume(contract, quote, as_of, self.params.staging_min_volume)
             reasons = staging_reasons(
                 StagingInput(symbol=trade.staged.symbol, strike=float(trade.staged.strike),
                              expiration=trade.staged.expiration, stock_price=trade.stock_price, bid=quote.bid,
@@ -680,6 +684,7 @@ class TwoTierRunner:
             except BrokerError as problem:
                 trade.drop("NO_DATA", f"the option chain could not be read at 9:29: {problem}")
         # One market data request for every candidate of every trade (greeks included).
+        quotes_at = self.clock.now()
         try:
             quotes = self._quotes_by_con_id([c for chain in chains.values() for c in chain.values()])
         except BrokerError as problem:
@@ -708,7 +713,7 @@ class TwoTierRunner:
                 trade.drop("ABANDONED", selection.reason)
                 continue
             trade.option = contracts[round(float(selection.strike), 6)]
-            trade.bid, trade.ask = selection.bid, selection.ask
+            trade.bid, trade.ask, trade.quoted_at = selection.bid, selection.ask, quotes_at
             if selection.outcome is StrikeOutcome.SELECTED:
                 fields_.update(strike=float(selection.strike), delta=selection.live_delta)
             self._update(trade, at=now, **fields_)
@@ -741,7 +746,8 @@ class TwoTierRunner:
         greeks = quote.greeks
         return StrikeQuote(
             strike=strike, bid=quote.bid, ask=quote.ask, delta=greeks.delta if greeks is not None else None,
-            iv=greeks.implied_vol if greeks is not None else None, volume=self._volume(contract, quote, as_of),
+            iv=greeks.implied_vol if greeks is not None else None,
+            volume=self._volume(contract, quote, as_of, self.params.strike_min_volume),
             open_interest=None if quote.open_interest is None else int(quote.open_interest))
 
     # ------------------------------------------------------------------ 9:30 and fills
@@ -750,7 +756,7 @@ class TwoTierRunner:
         if self.clock.now() >= at_new_york(self.session_day, self.params.tier2_window_end):
             for trade in self._pending():
                 trade.drop("NOT_TRADED", "the execution window closed before Tier 1")
-        queue = [t for t in self._pending() if self._priced(t)]
+        queue = [t for t in self._pending() if self._priced(t)]  # routes shown in a dry run
         if self.options.dry_run:
             self.checkpoint("tier1-start")
             self._submit_entries(queue)
@@ -798,6 +804,27 @@ class TwoTierRunner:
             return True
         return now >= order.submitted_at + timedelta(seconds=self.params.fill_adjustment_interval_seconds)
 
+    def _fresh_quotes(self, trades: Sequence[_Trade]) -> list[_Trade]:
+        """The trades with quotes at most :data:`QUOTE_MAX_AGE_SECONDS` old (re-quoted in one
+        request when older: a late or sequential submission must not price from a stale mid,
+        which can be below the bid by then)."""
+        now = self.clock.now()
+        stale = [t for t in trades if t.quoted_at is None
+                 or (now - t.quoted_at).total_seconds() > QUOTE_MAX_AGE_SECONDS]
+        if stale:
+            try:
+                quotes = self._quotes_by_con_id([t.option for t in stale if t.option is not None])
+            except BrokerError as problem:
+                quotes = {}
+                self.notes.append(f"quotes before submission unavailable: {problem}")
+            for trade in stale:
+                quote = quotes.get(trade.option.con_id) if trade.option is not None else None
+                if quote is None or quote.bid is None or quote.ask is None or quote.ask < quote.bid:
+                    trade.drop("NO_DATA", "no live two-sided quote for the selected strike at submission")
+                    continue
+                trade.bid, trade.ask, trade.quoted_at = quote.bid, quote.ask, now
+        return [t for t in trades if t.pending]
+
     def _priced(self, trade: _Trade) -> bool:
         """Routing and limit of a trade about to be submitted (False: no usable quote)."""
         if trade.bid is None or trade.ask is None or trade.option is None or trade.ask < trade.bid:
@@ -814,6 +841,7 @@ class TwoTierRunner:
     def _submit_entries(self, trades: Sequence[_Trade]) -> None:
         """Tier 1 orders through the gateway (one batch: risk state loaded once, each approved
         order counted before the next is checked)."""
+        trades = [t for t in self._fresh_quotes(trades) if self._priced(t)]
         if not trades:
             return
         specs = [IntentSpec(session_day=self.session_day, purpose=IntentPurpose.ENTRY, ref_id=t.id,
@@ -1332,18 +1360,21 @@ class TwoTierRunner:
                 result[order_id] = PriceQuote(bid=quote.bid, ask=quote.ask)
         return result
 
-    def _volume(self, contract: Contract, quote: Quote, as_of: date) -> int | None:
-        """Today's option volume; before the open (0) the previous session's, from its daily bar."""
-        if quote.volume is not None and quote.volume > 0:
-            return int(quote.volume)
+    def _volume(self, contract: Contract, quote: Quote, as_of: date, minimum: int) -> int | None:
+        """The option's volume for the liquidity checks: today's, or the previous session's
+        (its daily bar) when today's is below ``minimum``. Before the open today's volume is 0,
+        and minutes after it a few contracts say nothing about the strike's liquidity."""
+        today = None if quote.volume is None else int(quote.volume)
+        if today is not None and today >= minimum:
+            return today
         try:
             bars = self.broker.daily_bars(contract, 2)
         except BrokerError:
-            return None if quote.volume is None else int(quote.volume)
+            return today
         earlier = [bar for bar in bars if bar.day < as_of]
         if earlier:
-            return int(earlier[-1].volume)
-        return None if quote.volume is None else int(quote.volume)
+            return max(int(earlier[-1].volume), today or 0)
+        return today
 
     def _conditions(self, trades: Sequence[_Trade]) -> Conditions:
         spreads = [t.ask - t.bid for t in trades if t.bid is not None and t.ask is not None and t.ask >= t.bid]

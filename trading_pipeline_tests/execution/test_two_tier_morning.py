@@ -6,6 +6,7 @@ ledger's fills match the simulator's executions and no orderRef is ever sent twi
 from __future__ import annotations
 
 from datetime import timedelta, timezone
+from decimal import Decimal
 
 from trading_pipeline.core.calendar import NEW_YORK
 from trading_pipeline.core.intents import IntentStatus
@@ -102,7 +103,7 @@ def test_hybrid_asks_before_tier1_and_executes_after_a_wait(market):
     assert second.at - first.at >= timedelta(seconds=60)  # "wait": asked again a minute later
     assert "SELL" in first.summary() and "decide before 09:40" in first.summary()
     entries = [i for i in intents_for_session(market.engine, MONDAY, include_dry_run=False)
-               if i.purpose.value == "ENTRY"]
+               if i.purpose.value == "ENTRY" and i.sent_at is not None]
     assert entries and all(i.sent_at >= second.at for i in entries)
     assert report.status == "SUCCEEDED"
     assert any(note.startswith("hybrid decision 2") and ": execute" in note for note in report.notes)
@@ -154,3 +155,36 @@ def test_dry_run_sends_nothing_and_says_what_would_be_sent(market):
     assert {row.id: (row.status, row.strike) for row in list_staged(market.engine, MONDAY)} == before
     assert report.fill_report is None and report.tier2 == ()
     assert new_york(9, 30) <= max(i.created_at for i in intents).astimezone(NEW_YORK)
+
+
+def test_partial_fills_are_replaced_and_the_rest_cancelled_when_the_window_ends(market):
+    stage_sunday(market)
+    from trading_pipeline.ledger.staging import update_staged
+
+    # Eight contracts per trade, limits at the mid: a resting order fills one to eight contracts
+    # at a time (about one minute in seven at the mid), so within ten minutes some trade is all
+    # but certainly part filled; any fill above 10 % replaces the remainder.
+    for row in list_staged(market.engine, MONDAY, statuses=["STAGED"]):
+        update_staged(market.engine, row.id, contracts=8, at=market.now())
+    market.monday(new_york(9, 27))
+
+    report = market.morning(mode="autonomous", overrides={
+        "use_adaptive_algo": False, "fill_max_adjustments": 0, "fill_partial_threshold": 0.1,
+        "fill_monitor_window_seconds": 600, "fill_leave_working": False, "tier2_enabled": False,
+        "use_rapid_fire": True, "tier2_window_end": "10:00"})
+
+    intents = {i.id: i for i in intents_for_session(market.engine, MONDAY, include_dry_run=False)}
+    replacements = [i for i in intents.values() if i.purpose.value == "REPLACE_REMAINDER"]
+    assert replacements, [(t.symbol, t.status, t.filled, t.reason) for t in report.trades]
+    for replacement in replacements:
+        parent = intents[replacement.parent_intent_id]
+        assert parent.status in (IntentStatus.CANCELLED, IntentStatus.FILLED) and parent.filled_quantity > 0
+        assert replacement.quantity == parent.quantity - parent.filled_quantity
+        assert replacement.order_ref == parent.order_ref[:-2] + "R1"
+        assert replacement.limit_price >= Decimal("0.20")  # PREMIUM_FLOOR
+    # FILL_LEAVE_WORKING=false: nothing of the morning is left working at the broker.
+    assert market.gateway.call(market.sim.open_orders) == []
+    sent = [t for t in report.trades if t.order_refs and t.status != "REFUSED"]
+    assert sent and {t.status for t in sent} <= {"FILLED", "PARTIAL", "NOT_FILLED"}
+    assert report.fill_report["working"] == 0
+    assert_ledger_matches_the_simulator(market)
