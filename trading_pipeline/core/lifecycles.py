@@ -185,21 +185,28 @@ def link_cancellations(executions: pl.DataFrame) -> pl.DataFrame:
 
 def match_lifecycles(executions: pl.DataFrame, *, as_of: date | None = None) -> Lifecycles:
     """Match the option executions into lifecycles (see the module's rules)."""
-    rows = _countable_options(executions)
-    if rows.height == 0:
+    base = _countable_options(executions)
+    if base.height == 0:
         return Lifecycles(pl.DataFrame(schema=LIFECYCLE_COLUMNS), pl.DataFrame(schema=GAP_COLUMNS))
-    rows = _open_and_close_amounts(rows)
+    rows = _open_and_close_amounts(_in_contract_order(base))
     events = _with_gaps(_events(rows))
     segments = _allocate(events)
-    return Lifecycles(_lifecycles(segments, rows, events, as_of), _gaps(events, rows))
+    return Lifecycles(_lifecycles(segments, rows, events, base, as_of), _gaps(events, rows, base))
 
 
 # --- steps --------------------------------------------------------------------------------
 #
-# Rows are sorted by contract key (and events by key and side), so each group is a run of
+# ``base`` holds the countable executions as given; the matching itself works on numbers
+# only (category codes for texts), sorted by contract and time, and reaches back into
+# ``base`` (column ``source``) for the texts of what it reports.
+#
+# Rows are sorted by contract (and events by contract and side), so each group is a run of
 # consecutive rows. Per-group running sums and minima are computed as global ones that are
 # re-based at each group's first row: a few vectorized passes, whatever the number of
 # groups (a window function per group is far slower with hundreds of thousands of them).
+
+_EVENT_CODES = {"trade": 0, "expiration": 1, "assignment": 2, "exercise": 3}
+_EXIT_OF_EVENT = {1: "expiration", 2: "assignment", 3: "exercise"}
 
 
 def _group_starts(columns: Sequence[str]) -> pl.Expr:
@@ -225,14 +232,14 @@ def _grouped_cum_min(value: str, group: str, spread: int) -> pl.Expr:
 
 
 def _countable_options(executions: pl.DataFrame) -> pl.DataFrame:
-    """Valid, uncancelled option executions grouped by contract in time order, numbered
-    ``row``, with ``key_start`` marking each contract's first row."""
-    valid = pl.lit(True)
+    """The valid, uncancelled option executions, in the order given (``given_order``)."""
+    valid = pl.col("put_call").is_not_null() & pl.col("strike").is_not_null() & pl.col("expiry").is_not_null()
+    valid = valid & pl.col("underlying").is_not_null() & pl.col("date_time_utc").is_not_null()
     if "error" in executions.columns:
         valid = valid & pl.col("error").is_null()
     if "cancelled" in executions.columns:
         valid = valid & ~pl.col("cancelled").fill_null(False)
-    frame = (
+    return (
         executions.with_row_index("given_order")
         .select(  # the columns matching needs first: filtering a narrow frame is cheaper
             valid.alias("countable"),
@@ -255,42 +262,64 @@ def _countable_options(executions: pl.DataFrame) -> pl.DataFrame:
             "date_time_utc",
             "trade_date",
         )
-        .filter(
-            pl.col("countable")
-            & pl.col("right").is_not_null()
-            & pl.col("strike").is_not_null()
-            & pl.col("expiry").is_not_null()
-            & pl.col("underlying").is_not_null()
-        )
+        .filter(pl.col("countable"))
         .drop("countable")
     )
+
+
+def _in_contract_order(base: pl.DataFrame) -> pl.DataFrame:
+    """The numbers matching works on, grouped by contract in time order, numbered ``row``,
+    with ``key_start`` marking each contract's first row and ``source`` the row in base."""
+    codes = base.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("source"),
+        pl.col("account").cast(pl.Categorical).to_physical().alias("account_code"),
+        pl.col("underlying").cast(pl.Categorical).to_physical().alias("underlying_code"),
+        (pl.col("right") == "P").alias("is_put"),
+        "strike",
+        "expiry",
+        (pl.col("buy_sell") == "BUY").alias("is_buy"),
+        "contracts",
+        pl.col("open_close").replace_strict({"O": 1, "C": 2}, default=0, return_dtype=pl.Int8).alias("indicator"),
+        pl.col("event").replace_strict(_EVENT_CODES, default=0, return_dtype=pl.Int8).alias("event_code"),
+        "price",
+        "commission",
+        "multiplier",
+        "date_time_utc",
+        "trade_date",
+        "given_order",
+        # An order's fills are one opening (or closing); without an order id, the execution
+        # is (a negative number of its own).
+        pl.when(pl.col("order_id").is_not_null())
+        .then(pl.col("order_id").cast(pl.Categorical).to_physical().cast(pl.Int64))
+        .otherwise(-1 - pl.int_range(pl.len(), dtype=pl.Int64))
+        .alias("unit"),
+    )
+    key = ("account_code", "underlying_code", "is_put", "strike", "expiry")
     # Contracts are grouped by a hash of their key (sorting by one integer is several times
     # faster than by five columns); in the unlikely case two keys share a hash, exactly.
-    hashed = frame.with_columns(pl.struct(*KEY).hash().alias("key_hash"))
-    rows = hashed.sort("key_hash", "date_time_utc", "given_order", nulls_last=True).with_columns(
-        _group_starts(KEY).alias("key_start"), _group_starts(("key_hash",)).alias("hash_start")
+    codes = codes.with_columns(pl.struct(*key).hash().alias("key_hash"))
+    rows = codes.sort("key_hash", "date_time_utc", "given_order").with_columns(
+        _group_starts(key).alias("key_start"), _group_starts(("key_hash",)).alias("hash_start")
     )
     if (rows["key_start"] != rows["hash_start"]).any():
-        rows = hashed.sort(*KEY, "date_time_utc", "given_order", nulls_last=True).with_columns(
-            _group_starts(KEY).alias("key_start")
-        )
+        rows = codes.sort(*key, "date_time_utc", "given_order").with_columns(_group_starts(key).alias("key_start"))
     return rows.drop("key_hash", "hash_start", strict=False).with_row_index("row")
 
 
 def _open_and_close_amounts(rows: pl.DataFrame) -> pl.DataFrame:
     """Contracts each execution opens and closes (explicit, or inferred from the position)."""
     rows = rows.with_columns(
-        pl.when(pl.col("buy_sell") == "BUY").then(pl.col("contracts")).otherwise(-pl.col("contracts")).alias("signed")
+        pl.when(pl.col("is_buy")).then(pl.col("contracts")).otherwise(-pl.col("contracts")).alias("signed")
     )
     before = _grouped_cum_sum("signed", "key_start") - pl.col("signed")
     opposite = (before * pl.col("signed")) < 0
     inferred_close = pl.when(opposite).then(pl.min_horizontal(pl.col("contracts"), before.abs())).otherwise(0)
     close = (
-        pl.when(pl.col("open_close") == "C")
+        pl.when(pl.col("indicator") == 2)
         .then(pl.col("contracts"))
-        .when(pl.col("open_close") == "O")
+        .when(pl.col("indicator") == 1)
         .then(0)
-        .when(pl.col("event").is_in(_CLOSING_EVENTS))
+        .when(pl.col("event_code") > 0)  # expiration, assignment, exercise
         .then(pl.col("contracts"))
         .otherwise(inferred_close)
     )
@@ -302,23 +331,18 @@ def _open_and_close_amounts(rows: pl.DataFrame) -> pl.DataFrame:
 
 def _events(rows: pl.DataFrame) -> pl.DataFrame:
     """One event per opening or closing part of an execution, sorted by contract, side and
-    time; a closing part comes before the opening part of the same execution."""
+    time; a closing part comes before the opening part of the same execution. A BUY closes
+    the short side and opens the long one; a SELL the other way round."""
     closing = rows.filter(pl.col("closes") > 0).select(
-        "row",
-        "contract",
-        pl.when(pl.col("buy_sell") == "BUY").then(pl.lit("short")).otherwise(pl.lit("long")).alias("side"),
-        pl.lit(0, pl.Int8).alias("is_open"),
+        "row", "contract", pl.col("is_buy").alias("is_short"), pl.lit(0, pl.Int8).alias("is_open"),
         pl.col("closes").alias("quantity"),
     )
     opening = rows.filter(pl.col("opens") > 0).select(
-        "row",
-        "contract",
-        pl.when(pl.col("buy_sell") == "SELL").then(pl.lit("short")).otherwise(pl.lit("long")).alias("side"),
-        pl.lit(1, pl.Int8).alias("is_open"),
+        "row", "contract", (~pl.col("is_buy")).alias("is_short"), pl.lit(1, pl.Int8).alias("is_open"),
         pl.col("opens").alias("quantity"),
     )
-    events = pl.concat([closing, opening]).sort("contract", "side", "row", "is_open")
-    events = events.with_columns(_group_starts(("contract", "side")).alias("group_start"))
+    events = pl.concat([closing, opening]).sort("contract", "is_short", "row", "is_open")
+    events = events.with_columns(_group_starts(("contract", "is_short")).alias("group_start"))
     return events.with_columns(pl.col("group_start").cast(pl.Int64).cum_sum().alias("group"))
 
 
@@ -391,13 +415,13 @@ def _allocate(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _lifecycles(segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame, as_of: date | None) -> pl.DataFrame:
+def _lifecycles(
+    segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame, base: pl.DataFrame, as_of: date | None
+) -> pl.DataFrame:
     event_row = events["row"].to_numpy()
-    event_side = events["side"]
-    open_event = segments["open_event"].to_numpy()
+    open_row = event_row[segments["open_event"].to_numpy()]
     close_event = segments["close_event"].to_numpy()
     has_close = close_event >= 0
-    open_row = event_row[open_event]
     close_row = np.where(has_close, event_row[np.where(has_close, close_event, 0)], 0)
     closing = pl.Series(has_close)
 
@@ -405,55 +429,49 @@ def _lifecycles(segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame
         return rows[name].gather(open_row)
 
     def at_close(name: str) -> pl.Series:
-        values = rows[name].gather(close_row)
-        return pl.select(pl.when(closing).then(values)).to_series()
-
-    # An order's fills are one opening (or closing); without an order id, the execution is.
-    # Categorical codes make the unit an integer: grouping by it is much cheaper.
-    units = rows.select(
-        pl.coalesce(pl.concat_str(pl.lit("order:"), "order_id"), pl.concat_str(pl.lit("exec:"), "exec_id"))
-        .cast(pl.Categorical)
-        .to_physical()
-    ).to_series()
-    open_units = units.gather(open_row)
-    close_units = pl.select(pl.when(closing).then(units.gather(close_row))).to_series()
+        return pl.select(pl.when(closing).then(rows[name].gather(close_row))).to_series()
 
     frame = pl.DataFrame(
         {
             "quantity": segments["quantity"],
-            "side": event_side.gather(open_event),
+            "is_short": events["is_short"].gather(segments["open_event"]),
             "contract": at_open("contract"),
-            **{name: at_open(name) for name in KEY},
             "open_row": pl.Series(open_row),
-            "open_exec_id": at_open("exec_id"),
-            "opening_unit": open_units,
+            "open_source": at_open("source"),
+            "open_unit": at_open("unit"),
             "open_price": at_open("price"),
             "open_commission_each": at_open("commission") / at_open("contracts"),
             "multiplier": at_open("multiplier"),
-            "currency": at_open("currency"),
-            "open_date": at_open("trade_date"),
             "open_time": at_open("date_time_utc"),
+            "open_date": at_open("trade_date"),
+            "close_date": at_close("trade_date"),
             "open_order": at_open("given_order"),
-            "close_exec_id": at_close("exec_id"),
-            "closing_unit": close_units,
+            "close_source": at_close("source"),
+            "close_unit": at_close("unit"),
             "close_price": at_close("price"),
             "close_commission_each": at_close("commission") / at_close("contracts"),
-            "close_date": at_close("trade_date"),
-            "close_event": at_close("event"),
+            "close_event": at_close("event_code"),
         }
     )
-    exit_type = (
-        pl.when(pl.col("close_exec_id").is_null())
-        .then(pl.lit("open"))
-        .when(pl.col("close_event").is_in(_CLOSING_EVENTS))
-        .then(pl.col("close_event"))
-        .when(pl.col("side") == "short")
-        .then(pl.lit("btc"))
-        .otherwise(pl.lit("stc"))
-    )
-    direction = pl.when(pl.col("side") == "short").then(-1.0).otherwise(1.0)
+    exec_ids = base["exec_id"]
     frame = frame.with_columns(
-        exit_type.alias("exit_type"),
+        exec_ids.gather(frame["open_source"]).alias("open_exec_id"),
+        pl.select(pl.when(closing).then(exec_ids.gather(frame["close_source"].fill_null(0)))).to_series()
+        .alias("close_exec_id"),
+    )
+    direction = pl.when(pl.col("is_short")).then(-1.0).otherwise(1.0)
+    exit_code = (  # 0 open, 1-3 the closing events, 4 btc, 5 stc
+        pl.when(pl.col("close_source").is_null())
+        .then(0)
+        .when(pl.col("close_event") > 0)
+        .then(pl.col("close_event"))
+        .when(pl.col("is_short"))
+        .then(4)
+        .otherwise(5)
+        .cast(pl.Int8)
+    )
+    frame = frame.with_columns(
+        exit_code.alias("exit_code"),
         (direction * (pl.col("close_price") - pl.col("open_price")) * pl.col("quantity") * pl.col("multiplier")).alias(
             "segment_pnl"
         ),
@@ -463,32 +481,43 @@ def _lifecycles(segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame
         ).alias("segment_cost"),
     )
     # One opening: the fills of one opening order (or one execution) on one contract and side.
-    unit = ["contract", "side", "opening_unit"]
+    unit = ["contract", "is_short", "open_unit"]
     frame = frame.with_columns(pl.col("quantity").sum().over(unit).alias("unit_total"))
-    grouped = frame.group_by(*unit, "exit_type").agg(
-        *[pl.col(name).first() for name in KEY],
+    grouped = frame.group_by(*unit, "exit_code").agg(
         pl.col("quantity").sum(),
         ((pl.col("open_price") * pl.col("quantity")).sum() / pl.col("quantity").sum()).alias("open_price"),
         ((pl.col("close_price") * pl.col("quantity")).sum() / pl.col("quantity").sum()).alias("close_price"),
-        pl.col("open_date").min(),
-        pl.col("close_date").max(),
-        pl.col("multiplier").first(),
-        pl.col("currency").first(),
         pl.col("segment_pnl").sum().alias("gross_pnl"),
         pl.col("segment_cost").sum().alias("commissions"),
         pl.col("unit_total").first(),
-        pl.col("closing_unit").drop_nulls().n_unique().alias("closing_units"),
-        pl.col("open_exec_id").sort_by("open_row").first().alias("first_open_exec_id"),
+        pl.col("close_unit").drop_nulls().n_unique().alias("closing_units"),
+        pl.col("open_source").sort_by("open_row").first().alias("first_source"),
         pl.col("open_exec_id").unique(maintain_order=True).alias("open_exec_ids"),
         pl.col("close_exec_id").drop_nulls().unique(maintain_order=True).alias("close_exec_ids"),
+        pl.col("open_date").min(),
+        pl.col("close_date").max(),
+        pl.col("multiplier").first(),
         pl.col("open_time").min(),
         pl.col("open_order").min(),
+    )
+    # Texts come from base, once per lifecycle (or per execution id listed).
+    first = grouped["first_source"]
+    texts = grouped.select(
+        *[base[name].gather(first).alias(name) for name in ("account", "underlying", "right", "strike", "expiry",
+                                                             "currency")],
+        exec_ids.gather(first).alias("first_open_exec_id"),
+    )
+    grouped = pl.concat([grouped, texts], how="horizontal").with_columns(
+        pl.col("exit_code")
+        .replace_strict({0: "open", 4: "btc", 5: "stc", **_EXIT_OF_EVENT}, return_dtype=pl.String)
+        .alias("exit_type"),
+        pl.when(pl.col("is_short")).then(pl.lit("short")).otherwise(pl.lit("long")).alias("side"),
     )
     is_open = pl.col("exit_type") == "open"
     confidence = (
         pl.when(is_open)
         .then(None)
-        .when(pl.col("exit_type").is_in(_CLOSING_EVENTS))
+        .when(pl.col("exit_type").is_in(list(_EXIT_OF_EVENT.values())))
         .then(pl.col("exit_type").replace_strict(CONFIDENCE, default=None, return_dtype=pl.Float64))
         .when((pl.col("quantity") == pl.col("unit_total")) & (pl.col("closing_units") == 1))
         .then(CONFIDENCE["full"])
@@ -510,16 +539,17 @@ def _lifecycles(segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame
     )
 
 
-def _gaps(events: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    gaps = events.filter(pl.col("gap") > 0).select("row", "side", "gap")
-    at = gaps["row"]
+def _gaps(events: pl.DataFrame, rows: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+    gaps = events.filter(pl.col("gap") > 0).select("row", "is_short", "gap")
+    at = rows["source"].gather(gaps["row"])
     frame = gaps.with_columns(
-        *[rows[name].gather(at) for name in (*KEY, "exec_id", "trade_date", "event", "date_time_utc", "given_order")]
+        *[base[name].gather(at) for name in (*KEY, "exec_id", "trade_date", "date_time_utc", "given_order")],
+        rows["event_code"].gather(gaps["row"]).alias("event_code"),
     )
     exit_type = (
-        pl.when(pl.col("event").is_in(_CLOSING_EVENTS))
-        .then(pl.col("event"))
-        .when(pl.col("side") == "short")
+        pl.when(pl.col("event_code") > 0)
+        .then(pl.col("event_code").replace_strict(_EXIT_OF_EVENT, default=None, return_dtype=pl.String))
+        .when(pl.col("is_short"))
         .then(pl.lit("btc"))
         .otherwise(pl.lit("stc"))
     )
@@ -527,7 +557,7 @@ def _gaps(events: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         frame.sort("date_time_utc", "given_order")
         .select(
             *KEY,
-            "side",
+            pl.when(pl.col("is_short")).then(pl.lit("short")).otherwise(pl.lit("long")).alias("side"),
             "exec_id",
             "trade_date",
             pl.col("gap").alias("quantity"),

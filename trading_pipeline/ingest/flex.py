@@ -231,6 +231,10 @@ _WANTED: dict[str, tuple[str, ...]] = {
     "OptionEAE": tuple(dict.fromkeys(_OPTION_EVENT_ATTRIBUTES.values())),
 }
 _OPTION_CATEGORIES = ("OPT", "FOP", "FSFOP", "IOPT", "WAR")
+# buySell as written (blanks removed, upper case) -> side; "(Ca.)" marks a cancellation.
+_SIDES = {
+    "BUY": "BUY", "SELL": "SELL", "BUY(CA.)": "BUY", "SELL(CA.)": "SELL", "BUY(CA)": "BUY", "SELL(CA)": "SELL",
+}
 
 # Signatures of files people pick by mistake, for a more helpful refusal.
 _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -764,7 +768,7 @@ class _LineReader:
             members = pl.Series(layout_of_line == number)
             position = {attribute: 2 * i + 1 for i, attribute in enumerate(layout.attributes)}
             columns = sorted({f"f{position[attribute]}" for attribute in wanted if attribute in position})
-            rows = fields.select(columns).filter(members)
+            rows = fields.select("f0", *columns).filter(members)  # f0: a frame even without wanted values
             parts.append(
                 rows.select(
                     numbers.filter(members),
@@ -1177,12 +1181,16 @@ class _Statement:
             frame = self._with_statement_account(element, statements)
             if frame.height == 0:
                 continue
-            level = _clean(pl.col(attributes["level_of_detail"])).str.to_uppercase()
-            is_execution = level.is_null() | (level == "EXECUTION")
-            for level_name, count in frame.filter(~is_execution).group_by(level.alias("level")).len().iter_rows():
-                key = f"{element} levelOfDetail={level_name}"
-                skipped[key] = skipped.get(key, 0) + count
-            parts.append(self._typed_executions(frame.filter(is_execution), element, attributes))
+            level = frame[attributes["level_of_detail"]]
+            is_execution = level.is_null() | (level == "EXECUTION")  # IBKR's spelling: no costly cleaning
+            if not is_execution.all():
+                cleaned = frame.select(_clean(pl.col(attributes["level_of_detail"])).str.to_uppercase()).to_series()
+                is_execution = cleaned.is_null() | (cleaned == "EXECUTION")
+                for level_name, count in cleaned.filter(~is_execution).value_counts().iter_rows():
+                    key = f"{element} levelOfDetail={level_name}"
+                    skipped[key] = skipped.get(key, 0) + count
+                frame = frame.filter(is_execution)
+            parts.append(self._typed_executions(frame, element, attributes))
         if not parts:
             executions = pl.DataFrame(schema=EXECUTION_COLUMNS)
         else:
@@ -1239,9 +1247,10 @@ class _Statement:
         )
         category = pl.col("asset_category").str.to_uppercase()
         put_call_text = pl.col("put_call").str.to_uppercase()
+        compact = buy_sell_text.str.replace_all(" ", "", literal=True)
         t = t.with_columns(
-            buy_sell_text.str.replace(r"\s*\(CA\.?\)\s*$", "").str.strip_chars().alias("side"),
-            buy_sell_text.str.contains(r"\(CA\.?\)").fill_null(False).alias("marked_cancel"),
+            compact.replace_strict(_SIDES, default=None, return_dtype=pl.String).alias("side"),
+            compact.str.contains("(CA", literal=True).fill_null(False).alias("marked_cancel"),
             open_close.alias("open_close_value"),
             category.alias("category"),
             category.is_in(_OPTION_CATEGORIES).fill_null(False).alias("is_option"),
@@ -1269,9 +1278,9 @@ class _Statement:
         printed = pl.col("quantity_value")
         typed.frame = t
         side = pl.col("side")
-        typed.problem(side.is_null(), f"attribute '{a['buy_sell']}': missing")
+        typed.problem(pl.col("buy_sell").is_null(), f"attribute '{a['buy_sell']}': missing")
         typed.problem(
-            ~side.is_in(["BUY", "SELL"]),
+            pl.col("buy_sell").is_not_null() & side.is_null(),
             pl.format(f"attribute '{a['buy_sell']}': not BUY or SELL '{{}}'", pl.col("buy_sell")),
         )
         typed.problem(printed == 0, f"attribute '{a['quantity']}': zero")

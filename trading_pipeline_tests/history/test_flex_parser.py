@@ -471,6 +471,12 @@ def test_unusable_files_are_refused_with_file_line_and_reason(data, reason, row)
     assert "bad.xml" in str(error)
 
 
+def test_elements_without_attributes_are_sections_not_rows():
+    data = GOOD.replace(b'count="1"', b'other="1"').replace(b"<Trades>", b"<Trades>\n<Trade />")
+    rows = parse(data)
+    assert rows.height == 1 and rows["exec_id"].to_list() == ["0000e1.0001.01.01"]
+
+
 def test_an_xml_declaration_at_the_start_is_accepted():
     data = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + GOOD
     assert parse(data)["line"].to_list() == [6]
