@@ -294,7 +294,10 @@ def generate_activity_statement(executions: int, *, fields: list[str] = ALL_FIEL
         'whenGenerated="20260401;080000">\n<Trades>\n'
     )
     option_events = "\n".join(writer.option_events)
-    tail = f"\n</Trades>\n<OptionEAE>\n{option_events}\n</OptionEAE>\n</FlexStatement>\n</FlexStatements>\n</FlexQueryResponse>\n"
+    tail = (
+        f"\n</Trades>\n<OptionEAE>\n{option_events}\n</OptionEAE>\n"
+        "</FlexStatement>\n</FlexStatements>\n</FlexQueryResponse>\n"
+    )
     return (head + "\n".join(writer.lines) + tail).encode("utf-8")
 
 

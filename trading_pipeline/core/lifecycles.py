@@ -39,7 +39,8 @@ Matching rules:
   the option leg's; the stock leg is a position of its own. ``commissions`` are costs
   (positive when paid, IBKR prints them negative), each execution's commission shared
   by contracts; ``net_pnl`` = ``gross_pnl`` - ``commissions``. Open lifecycles have no
-  close price and no P&L.
+  close price and no P&L. The commission of a cancelled booking (the cancelled execution
+  and its cancellation, net) belongs to the execution that rebooked it.
 * An open lifecycle whose expiry is before ``as_of`` is flagged
   ``expiry_passed_without_close``: its closing is missing from the import.
 
@@ -148,18 +149,18 @@ def link_cancellations(executions: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, pl.String).alias("cancels_exec_id"),
         pl.lit(None, pl.String).alias("cancelled_by_exec_id"),
     )
-    cancels = (
-        frame.with_row_index("position")
-        .filter(pl.col("cancelled") & pl.col("orig_trade_id").is_not_null())
-        .select("position", "account", "orig_trade_id", "exec_id")
+    links = frame.select(  # the few columns linking needs: filtering them is cheap
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("position"),
+        "account", "trade_id", "orig_trade_id", "exec_id", "cancelled",
+    )
+    cancels = links.filter(pl.col("cancelled") & pl.col("orig_trade_id").is_not_null()).select(
+        "position", "account", "orig_trade_id", "exec_id"
     )
     if cancels.height == 0:
         return frame
-    candidates = (
-        frame.with_row_index("position")
-        .filter(~pl.col("cancelled") & pl.col("trade_id").is_in(cancels["orig_trade_id"].unique().implode()))
-        .select("position", "account", "trade_id", "exec_id")
-    )
+    candidates = links.filter(
+        ~pl.col("cancelled") & pl.col("trade_id").is_in(cancels["orig_trade_id"].unique().implode())
+    ).select("position", "account", "trade_id", "exec_id")
     # Cancellations are rare: a loop over them (not over the executions) is clearest.
     waiting: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for position, account, trade_id, exec_id in candidates.iter_rows():
@@ -231,8 +232,48 @@ def _grouped_cum_min(value: str, group: str, spread: int) -> pl.Expr:
     return (pl.col(value) - shift).cum_min() + shift
 
 
+def _with_withdrawn_commissions(executions: pl.DataFrame) -> pl.DataFrame:
+    """Move the commissions of cancelled bookings to the executions that rebooked them.
+
+    A cancelled execution and its cancellation never count as positions, but the money
+    they moved does: what was charged for the withdrawn booking, less what the cancellation
+    refunded (IBKR may refund it there, or not, and adjust on the rebook). Their net goes
+    to the first valid, uncancelled execution with the same account and trade id (the
+    rebook). Without a rebook in the frame it stays with no lifecycle.
+    """
+    if "cancelled" not in executions.columns or not executions["cancelled"].fill_null(False).any():
+        return executions
+    valid = pl.col("error").is_null() if "error" in executions.columns else pl.lit(True)
+    withdrawn = (
+        executions.filter(pl.col("cancelled").fill_null(False) & valid)
+        .select(
+            "account",
+            pl.when(pl.col("is_cancellation")).then(pl.col("orig_trade_id")).otherwise(pl.col("trade_id"))
+            .alias("trade_id"),
+            pl.col("commission").fill_null(0.0),
+        )
+        .filter(pl.col("trade_id").is_not_null())
+        .group_by("account", "trade_id")
+        .agg(pl.col("commission").sum().alias("withdrawn"))
+    )
+    rebooks = (
+        executions.with_row_index("position")
+        .filter(
+            ~pl.col("cancelled").fill_null(False) & valid & pl.col("trade_id").is_in(withdrawn["trade_id"].implode())
+        )
+        .select("position", "account", "trade_id", "commission")
+        .unique(subset=["account", "trade_id"], keep="first", maintain_order=True)
+        .join(withdrawn, on=["account", "trade_id"], how="inner")
+    )
+    if rebooks.height == 0:
+        return executions
+    adjusted = (rebooks["commission"].fill_null(0.0) + rebooks["withdrawn"]).alias("commission")
+    return executions.with_columns(executions["commission"].scatter(rebooks["position"], adjusted))
+
+
 def _countable_options(executions: pl.DataFrame) -> pl.DataFrame:
     """The valid, uncancelled option executions, in the order given (``given_order``)."""
+    executions = _with_withdrawn_commissions(executions)
     valid = pl.col("put_call").is_not_null() & pl.col("strike").is_not_null() & pl.col("expiry").is_not_null()
     valid = valid & pl.col("underlying").is_not_null() & pl.col("date_time_utc").is_not_null()
     if "error" in executions.columns:

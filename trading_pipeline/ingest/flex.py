@@ -1060,7 +1060,7 @@ class _Statement:
         for element, attribute, is_date_time in _DATE_ATTRIBUTES:
             values = self.elements[element][attribute]
             if is_date_time:  # the date part; unique prefixes first: few, where the values are many
-                values = values.str.strip_chars(" ").str.slice(0, 12).unique()
+                values = values.str.slice(0, 14).unique().str.strip_chars(" ")
                 values = values.str.extract(r"^([0-9/-]+)", 1).fill_null(values)
             values = values.unique().str.strip_chars(" ").drop_nulls().unique()
             samples.append(
@@ -1194,7 +1194,9 @@ class _Statement:
         if not parts:
             executions = pl.DataFrame(schema=EXECUTION_COLUMNS)
         else:
-            executions = pl.concat(parts, how="vertical").sort("line")
+            executions = pl.concat(parts, how="vertical")
+            if len(parts) > 1:  # each part is in line order already
+                executions = executions.sort("line")
         return link_cancellations(executions), skipped
 
     def _with_statement_account(self, element: str, statements: tuple[FlexAccountStatement, ...]) -> pl.DataFrame:
@@ -1222,13 +1224,15 @@ class _Statement:
         typed.date("expiry")
         typed.date("trade_date")
         typed.date_time("date_time")
-        t = typed.frame
+        t = typed.convert()
 
         buy_sell_text = pl.col("buy_sell").str.to_uppercase()
         if element == "TradeConfirm":
             codes = pl.col("open_close")  # "code" holds open/close and the note codes
             open_code, close_code = _has_code(codes, "O"), _has_code(codes, "C")
-            open_close = pl.when(open_code & ~close_code).then(pl.lit("O")).when(close_code & ~open_code).then(pl.lit("C"))
+            open_close = (
+                pl.when(open_code & ~close_code).then(pl.lit("O")).when(close_code & ~open_code).then(pl.lit("C"))
+            )
             listed = codes.str.split(";").list.eval(
                 pl.element().str.strip_chars().filter(~pl.element().str.strip_chars().is_in(["O", "C", ""]))
             )
@@ -1275,8 +1279,8 @@ class _Statement:
             .alias("underlying_value"),
             pl.coalesce("account", "statement_account").alias("account_value"),
         )
+        typed.frame = t  # the problems below refer to the derived columns too
         printed = pl.col("quantity_value")
-        typed.frame = t
         side = pl.col("side")
         typed.problem(pl.col("buy_sell").is_null(), f"attribute '{a['buy_sell']}': missing")
         typed.problem(
@@ -1536,6 +1540,14 @@ class _Typed:
         if padded:
             self.frame = self.frame.with_columns(_clean(pl.col(name)) for name in padded)
         self.problems: list[tuple[pl.Expr, pl.Expr]] = []
+        self.pending: list[pl.Expr] = []  # independent conversions, computed together (in parallel)
+
+    def convert(self) -> pl.DataFrame:
+        """The frame with every conversion asked for so far."""
+        if self.pending:
+            self.frame = self.frame.with_columns(self.pending)
+            self.pending = []
+        return self.frame
 
     def problem(self, condition: pl.Expr, message: pl.Expr | str) -> None:
         self.problems.append((condition, pl.lit(message) if isinstance(message, str) else message))
@@ -1548,18 +1560,19 @@ class _Typed:
 
     def number(self, name: str) -> None:
         value = pl.col(name).cast(pl.Float64, strict=False)
-        self.frame = self.frame.with_columns(pl.when(value.is_finite()).then(value).alias(f"{name}_value"))
+        self.pending.append(pl.when(value.is_finite()).then(value).alias(f"{name}_value"))
         self._unreadable(name, "not a number")
 
     def integer(self, name: str) -> None:
-        self.frame = self.frame.with_columns(pl.col(name).cast(pl.Int64, strict=False).alias(f"{name}_value"))
+        self.pending.append(pl.col(name).cast(pl.Int64, strict=False).alias(f"{name}_value"))
         self._unreadable(name, "not a whole number")
 
     def date(self, name: str) -> None:
-        self.frame = self.frame.with_columns(self.statement._parse_date(pl.col(name)).alias(f"{name}_value"))
+        self.pending.append(self.statement._parse_date(pl.col(name)).alias(f"{name}_value"))
         self._unreadable(name, "not a date")
 
     def date_time(self, name: str) -> None:
+        self.convert()
         utc, problems = self.statement._date_times(self.frame[name])
         self.frame = self.frame.with_columns(utc.alias(f"{name}_value"), problems.alias(f"{name}_problem"))
         self.problem(
@@ -1569,6 +1582,7 @@ class _Typed:
 
     def with_errors(self) -> pl.DataFrame:
         """The frame with ``error``: every problem of the row joined by "; ", or null."""
+        self.convert()
         if not self.problems:
             return self.frame.with_columns(pl.lit(None, pl.String).alias("error"))
         flagged = self.frame.select(

@@ -85,8 +85,10 @@ def test_limit_price_stays_on_the_grid_inside_the_quote(bid_cents, width, ratio)
     assert bid - 1e-9 <= price <= ask + 1e-9
     assert abs(price * 100 - round(price * 100)) < 1e-6
     # Never more than one tick above the exact ratio price (rounding is toward the mid only).
+    # A millionth of a tick below a grid point counts as on it (float noise, not a price).
     exact = bid + ratio * ((bid + ask) / 2 - bid)
-    assert exact - 1e-9 <= price < exact + 0.01 + 1e-9
+    grid_noise = 1e-6 * 0.01
+    assert exact - grid_noise - 1e-12 <= price < exact + 0.01 + 1e-9
     assert limit_price(bid, ask, 0.0) <= price <= limit_price(bid, ask, 1.0)
 
 

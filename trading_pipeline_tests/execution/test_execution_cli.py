@@ -108,10 +108,18 @@ def test_a_live_run_to_a_real_money_account_is_refused_with_a_clear_message(real
     assert real_money_market.orders() == []
 
 
-def test_approving_when_no_run_waits_says_so(tmp_path):
-    result = tp(tmp_path / "home", "approve-execution", "execute",
-                env={"TP_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}"})
-    assert result.returncode == 1
-    assert "no execution run is waiting for an approval" in result.stderr
-    refused = tp(tmp_path / "home", "approve-execution", "maybe")
-    assert refused.returncode == 1 and "execute, wait or abort" in refused.stderr
+def test_approving_when_no_run_waits_says_so(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from trading_pipeline.cli.main import app
+
+    monkeypatch.setenv("TP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TP_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    # Set here (not by the command) so it is undone after the test: this process runs others.
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    result = CliRunner().invoke(app, ["approve-execution", "execute"])
+    assert result.exit_code == 1
+    assert "no execution run is waiting for an approval" in result.output
+    refused = CliRunner().invoke(app, ["approve-execution", "maybe"])
+    assert refused.exit_code == 1 and "execute, wait or abort" in refused.output

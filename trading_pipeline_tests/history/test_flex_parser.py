@@ -292,6 +292,15 @@ def test_unknown_attributes_are_kept_and_never_fatal():
     assert attributes["ibExecID"] == "0000e1.0001.01.01"
 
 
+def test_utf8_with_a_byte_order_mark_and_accents_reads_directly():
+    data = b"\xef\xbb\xbf" + statement(trade(description="Soci\u00e9t\u00e9 G\u00e9n\u00e9rale \u20ac")).replace(
+        b"\n", b"\r\n"
+    )
+    row = parse(data).row(0, named=True)
+    assert row["description"] == "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale \u20ac" and row["error"] is None
+    assert row["line"] == 5 and not row["raw_xml"].endswith("\r")
+
+
 def test_entities_in_values_are_decoded():
     row = parse(statement(trade(description="AT&amp;T &lt;ADR&gt; &#38; &quot;co&quot; &#x41;"))).row(0, named=True)
     assert row["description"] == 'AT&T <ADR> & "co" A'

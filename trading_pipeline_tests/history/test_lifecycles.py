@@ -410,6 +410,25 @@ def test_cancel_and_correct_from_a_flex_statement():
     assert result.gaps.height == 0
 
 
+def test_the_commission_of_a_withdrawn_booking_goes_to_its_rebook():
+    # IBKR may refund the original commission on the cancellation, or not and adjust on
+    # the rebook: either way the lifecycle carries what was charged in the end.
+    def history(cancel_refund: float, rebook_commission: float) -> pl.DataFrame:
+        original = execution("e1", "SELL", 2, 1.50, open_close="O", trade_id="T7", commission=-1.30)
+        cancel = execution("c1", "SELL", 2, 1.50, open_close="O", orig_trade_id="T7", is_cancellation=True,
+                           commission=cancel_refund)
+        cancel["trade_id"] = None
+        rebook = execution("e2", "SELL", 2, 1.55, open_close="O", trade_id="T7", commission=rebook_commission)
+        close = execution("b1", "BUY", 2, 0.55, minutes=60, open_close="C", commission=-1.30)
+        return link_cancellations(frame(original, cancel, rebook, close))
+
+    refunded = only(match_lifecycles(history(cancel_refund=1.30, rebook_commission=-1.30)).lifecycles)
+    assert refunded["commissions"] == pytest.approx(1.30 + 1.30)
+    adjusted = only(match_lifecycles(history(cancel_refund=0.0, rebook_commission=0.25)).lifecycles)
+    assert adjusted["commissions"] == pytest.approx(1.30 - 0.25 + 1.30)
+    assert adjusted["open_exec_ids"] == ["e2"] and adjusted["open_price"] == 1.55
+
+
 def test_no_option_executions_give_empty_results():
     result = match_lifecycles(frame(execution("k1", "BUY", 100, 10.0, asset_category="STK")))
     assert result.lifecycles.height == 0 and dict(result.lifecycles.schema) == LIFECYCLE_COLUMNS
