@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 from trading_pipeline.core.intents import IntentPurpose, IntentStatus
@@ -516,4 +517,173 @@ approvals = Table(
     Column("note", Text, nullable=True),
     CheckConstraint(_one_of("decision", APPROVAL_DECISIONS), name="decision"),
     Index("ix_approvals_session_day", "session_day"),
+)
+
+
+# --- Positions, snapshots, reconciliation (revision 0003) --------------------------------
+
+TRADE_SOURCES = ("execution", "ibkr_import", "reconciliation", "manual")
+TRADE_SIDES = ("short", "long")
+TRADE_STATUSES = ("open", "closed")
+# Why a trade closed: the exit rules (core/exits.py), the events at expiry, a closing order
+# placed by hand, an imported lifecycle's closing, or a reconciliation that found it gone.
+EXIT_REASONS = (
+    "profit_target", "stop_loss", "time_exit", "expiration", "assignment", "exercise",
+    "btc", "stc", "manual", "reconciliation",
+)
+SNAPSHOT_STATUSES = ("captured", "partial", "failed", "enriched")
+SNAPSHOT_SOURCES = ("live", "enrichment")
+
+# One option position from its opening to its closing: opened by our execution (the entry
+# intent), imported from IBKR's history (a promoted lifecycle), or found at the broker by a
+# reconciliation. Prices are per share (the premium), P&L in account currency for the whole
+# position. ``trade_key`` makes every way in idempotent: "intent:<order_ref>",
+# "lifecycle:<lifecycle_id>", "broker:<account>:<con_id>:<first seen day>".
+trades = Table(
+    "trades",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_key", String(160), nullable=False, unique=True),
+    Column("trade_source", String(16), nullable=False),
+    Column("account", String(32), nullable=True),
+    Column("symbol", String(32), nullable=False),  # the underlying
+    Column("con_id", BigInteger, nullable=True),
+    Column("right", String(1), nullable=False),
+    Column("strike", Money, nullable=False),
+    Column("expiration", Date, nullable=False),
+    Column("multiplier", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("side", String(5), nullable=False),
+    Column("contracts", Integer, nullable=False),  # opened
+    Column("open_contracts", Integer, nullable=False),  # still open
+    Column("entry_price", Money, nullable=False),
+    Column("entry_time", UtcDateTime, nullable=False),
+    Column("entry_commission", Money, nullable=True),  # a cost: positive when paid
+    Column("staged_opportunity_id", Integer, ForeignKey("staged_opportunities.id"), nullable=True),
+    Column("entry_intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("strike_selection_method", String(24), nullable=True),
+    Column("original_strike", Money, nullable=True),  # the staged strike before selection
+    Column("live_delta", Float, nullable=True),  # the delta at entry, from the broker
+    Column("status", String(8), nullable=False),
+    Column("exit_price", Money, nullable=True),
+    Column("exit_time", UtcDateTime, nullable=True),
+    Column("exit_reason", String(16), nullable=True),
+    Column("exit_commission", Money, nullable=True),
+    Column("exit_intent_id", Integer, ForeignKey("order_intents.id"), nullable=True),
+    Column("gross_pnl", Money, nullable=True),
+    Column("net_pnl", Money, nullable=True),
+    Column("lifecycle_id", String(160), nullable=True),  # an imported lifecycle's id
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(_one_of("trade_source", TRADE_SOURCES), name="trade_source"),
+    CheckConstraint(_one_of("side", TRADE_SIDES), name="side"),
+    CheckConstraint(_one_of("status", TRADE_STATUSES), name="status"),
+    CheckConstraint(_one_of("right", OPTION_RIGHTS), name="right"),
+    CheckConstraint(_one_of("exit_reason", EXIT_REASONS), name="exit_reason"),
+    CheckConstraint('"contracts" > 0', name="contracts"),
+    CheckConstraint('"open_contracts" >= 0 AND "open_contracts" <= "contracts"', name="open_contracts"),
+    CheckConstraint('"strike" > 0', name="strike"),
+    CheckConstraint('"multiplier" > 0', name="multiplier"),
+    CheckConstraint('"entry_price" >= 0', name="entry_price"),
+    CheckConstraint("\"status\" <> 'closed' OR \"exit_reason\" IS NOT NULL", name="closed_has_reason"),
+    Index("ix_trades_status", "status"),
+    Index("ix_trades_symbol", "symbol"),
+    Index("ix_trades_trade_source", "trade_source"),
+)
+
+# Stock delivered by an assignment (or bought by an exercise): the shares and their cost.
+stock_positions = Table(
+    "stock_positions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_trade_id", Integer, ForeignKey("trades.id"), nullable=True, unique=True),
+    Column("account", String(32), nullable=True),
+    Column("symbol", String(32), nullable=False),
+    Column("quantity", Integer, nullable=False),  # shares, negative when short
+    Column("cost_price", Money, nullable=False),  # per share: the strike for an assignment
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("status", String(8), nullable=False),
+    CheckConstraint(_one_of("status", TRADE_STATUSES), name="status"),
+    CheckConstraint('"quantity" <> 0', name="quantity"),
+)
+
+# The context of a trade at entry and at exit. The fields themselves (98 at entry, 24 at
+# exit) are defined in one place, trading_pipeline.core.snapshots, and stored as one JSON
+# document, so a new field needs no migration; the columns beside it are what queries and
+# reports filter on. A failed capture is a row too (status "failed", the error kept).
+entry_snapshots = Table(
+    "entry_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_id", Integer, ForeignKey("trades.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("captured_at", UtcDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("data_quality_score", Float, nullable=True),  # 0..1: share of fields present
+    Column("critical_fields_present", Integer, nullable=True),  # of the 8 critical fields
+    Column("fields_present", Integer, nullable=True),
+    Column("fields", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    CheckConstraint(_one_of("status", SNAPSHOT_STATUSES), name="status"),
+    CheckConstraint(_one_of("source", SNAPSHOT_SOURCES), name="source"),
+)
+
+exit_snapshots = Table(
+    "exit_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_id", Integer, ForeignKey("trades.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("captured_at", UtcDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trade_quality_score", Float, nullable=True),
+    Column("fields_present", Integer, nullable=True),
+    Column("fields", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    CheckConstraint(_one_of("status", SNAPSHOT_STATUSES), name="status"),
+    CheckConstraint(_one_of("source", SNAPSHOT_SOURCES), name="source"),
+)
+
+# One row per open position per trading day (the 16:00 New York snapshot): the path a
+# trade took, for the exit snapshot's path analysis and the learning engine.
+position_snapshots = Table(
+    "position_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_id", Integer, ForeignKey("trades.id", ondelete="CASCADE"), nullable=False),
+    Column("trading_day", Date, nullable=False),
+    Column("captured_at", UtcDateTime, nullable=False),
+    Column("current_premium", Money, nullable=True),
+    Column("current_pnl", Money, nullable=True),
+    Column("current_pnl_pct", Float, nullable=True),  # percent of the premium received
+    Column("dte_remaining", Integer, nullable=True),
+    Column("delta", Float, nullable=True),
+    Column("gamma", Float, nullable=True),
+    Column("theta", Float, nullable=True),
+    Column("vega", Float, nullable=True),
+    Column("iv", Float, nullable=True),
+    Column("stock_price", Money, nullable=True),
+    Column("distance_to_strike_pct", Float, nullable=True),
+    Column("vix", Float, nullable=True),
+    Column("spy_price", Money, nullable=True),
+    Column("dagster_run_id", String(64), nullable=True),
+    UniqueConstraint("trade_id", "trading_day", name="uq_position_snapshots_trade_day"),
+    Index("ix_position_snapshots_trading_day", "trading_day"),
+)
+
+# Every reconciliation (positions or orders) and what it found and did, kept for good.
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # positions / orders
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("trigger", String(32), nullable=False),  # command / job start / monitor
+    Column("discrepancies", Integer, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("report", JSON, nullable=True),
+    Column("dagster_run_id", String(64), nullable=True),
+    Index("ix_reconciliation_runs_started_at", "started_at"),
 )
