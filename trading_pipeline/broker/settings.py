@@ -20,6 +20,7 @@ each other off. Each command family has a fixed id so they can run side by side:
 | 3  | reserved: TWS's Master API client id; refused |
 | 4  | nt-watch |
 | 5  | nt |
+| 6  | snapshot-positions (the 16:00 position snapshots, beside a monitor on 1) |
 | 9  | emergency-stop (connects while another command holds 1) |
 """
 
@@ -41,7 +42,9 @@ DEFAULT_MAX_MESSAGES_PER_SECOND = 45
 RESERVED_CLIENT_ID = 3
 
 # Commands whose client id is fixed (they run beside the default commands).
-COMMAND_CLIENT_IDS: Mapping[str, int] = {"watch": 2, "nt-watch": 4, "nt": 5, "emergency-stop": 9}
+COMMAND_CLIENT_IDS: Mapping[str, int] = {
+    "watch": 2, "nt-watch": 4, "nt": 5, "snapshot-positions": 6, "emergency-stop": 9,
+}
 
 RESERVED_MESSAGE = (
     "client id 3 is reserved: it is the TWS Master API client id, which allows one connection "

@@ -1,0 +1,1 @@
+"""Snapshots: the daily position snapshot of every open trade (asset, job, schedule)."""
