@@ -18,7 +18,11 @@ def test_definitions_load_and_validate():
 def test_asset_keys():
     defs = build_defs()
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"barchart_candidates", "scored_candidates", "staged_opportunities"}
+    assert keys == {
+        "barchart_candidates", "scored_candidates", "staged_opportunities",
+        "position_snapshots",
+        "flex_raw_imports", "trade_lifecycles", "promoted_trades", "enriched_trades",
+    }
 
 
 def test_asset_checks_are_blocking():
@@ -46,12 +50,25 @@ def test_jobs_schedules_sensors():
         "approve_execution_job",
         "emergency_stop_job",
         "resume_trading_job",
+        "monitor_positions_job",
+        "snapshot_positions_job",
+        "reconcile_positions_job",
+        "sync_orders_job",
+        "import_trade_history_job",
+        "promote_trades_job",
+        "enrich_trades_job",
     }
-    assert {s.name for s in repo.schedule_defs} == set()
+    schedules = {s.name: s for s in repo.schedule_defs}
+    assert set(schedules) == {"daily_position_snapshots_schedule", "daily_flex_import_schedule"}
     sensors = {s.name: s for s in repo.sensor_defs}
-    assert set(sensors) == {"barchart_export_sensor"}
-    # Read-only sensors may run by default; trading ones must not (none exist yet).
-    assert sensors["barchart_export_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert set(sensors) == {"barchart_export_sensor", "flex_inbox_sensor", "market_hours_monitor_sensor"}
+    # Read-only sensors and schedules may run by default; the one that trades must not.
+    for name in ("barchart_export_sensor", "flex_inbox_sensor"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["market_hours_monitor_sensor"].default_status == dg.DefaultSensorStatus.STOPPED
+    for schedule in schedules.values():
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        assert schedule.execution_timezone == "America/New_York"
 
 
 def test_scan_job_selects_both_assets_and_the_ledger_resource():
@@ -69,6 +86,9 @@ def test_jobs_that_place_orders_are_never_retried_and_share_one_lane():
     tags = {j.name: dict(j.tags) for j in repo.get_all_jobs() if not j.name.startswith("__")}
     for name in ("execute_two_tier_job", "submit_staged_job"):
         assert tags[name]["trading/lane"] == "execution"
+        assert tags[name]["dagster/max_retries"] == "0"
+    # Monitoring sends exits and reconciliation writes what the broker did: never retried.
+    for name in ("monitor_positions_job", "reconcile_positions_job", "sync_orders_job"):
         assert tags[name]["dagster/max_retries"] == "0"
     assert tags["emergency_stop_job"]["trading/lane"] == "emergency"
     assert tags["emergency_stop_job"]["dagster/max_retries"] == "0"

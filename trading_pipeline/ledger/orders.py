@@ -67,6 +67,7 @@ from trading_pipeline.ledger.schema import (
     staged_opportunities,
     to_money,
 )
+from trading_pipeline.ledger.schema import trades as trades_table
 from trading_pipeline.ledger.staging import (
     PRE_SUBMISSION_STATUSES,
     LedgerStateError,
@@ -793,11 +794,14 @@ def _record_fill(connection: Connection, execution: BrokerExecution, at: datetim
     new_id = insert_or_ignore(connection, fills, values, ["exec_id"])
     if new_id is None:
         if execution.commission is not None:
-            connection.execute(
+            filled_in = connection.execute(
                 update(fills)
                 .where(fills.c.exec_id == execution.exec_id, fills.c.commission.is_(None))
                 .values(commission=execution.commission, commission_currency=values["commission_currency"])
-            )
+            ).rowcount
+            if filled_in and intent is not None and intent.purpose.value in _ENTRY_PURPOSES:
+                # The entry's commission is the sum of its fills' commissions: bring it in.
+                _trade_from_fill(connection, intent, execution, at)
         if execution.realized_pnl is not None:
             connection.execute(
                 update(fills)
@@ -807,6 +811,7 @@ def _record_fill(connection: Connection, execution: BrokerExecution, at: datetim
         return False
     if intent is not None:
         _refresh_from_fills(connection, intent, at, execution)
+        _trade_from_fill(connection, intent, execution, at)
     return True
 
 
@@ -831,6 +836,169 @@ def _refresh_from_fills(connection: Connection, intent: OrderIntent, at: datetim
            filled=filled, remaining=max(intent.quantity - filled, 0), avg_fill_price=average,
            message=f"fill {execution.exec_id}: {execution.quantity} @ {to_money(execution.price).normalize():f}")
     _sync_staged(connection, intent.staged_opportunity_id, intent.purpose, at)
+
+
+# ============================================================================ fills -> trades
+#
+# Every fill of one of our orders moves its trade, in the fill's own transaction, whoever
+# records the fill (the gateway's event drain, a reconciliation, sync-orders): a crash can
+# never leave a fill without its trade or a trade without its fill, and a fill already
+# recorded never reaches here again (replaying it changes nothing).
+#
+# - an entry (ENTRY, or a REPLACE_REMAINDER of it; a SELL of an option) opens or grows the
+#   trade "intent:<order_ref of the root ENTRY>" to the whole entry's filled quantity and
+#   average price over the root and its replacements, with their commissions summed;
+# - an exit (EXIT or LIQUIDATE) closes the filled contracts of the open trade it was sent
+#   for (``trades.exit_intent_id``), else of the open trades of that contract and account,
+#   oldest first, with the reason the monitor marked as pending ("btc" for an exit nobody
+#   marked, "manual" for the emergency liquidation).
+#
+# A fill the trades cannot take (an entry growing a trade already closed, an exit with no
+# open trade of its contract) is still recorded: the fill is a fact. The problem is written
+# to the intent's history for a person (and the position reconciliation reports it).
+
+_EXIT_PURPOSES = (IntentPurpose.EXIT.value, IntentPurpose.LIQUIDATE.value)
+
+
+def _trade_from_fill(connection: Connection, intent: OrderIntent, execution: BrokerExecution, at: datetime) -> None:
+    if intent.dry_run or intent.sec_type != "OPT":
+        return
+    from trading_pipeline.ledger import trades as ledger_trades  # the trades repository builds on this one
+
+    try:
+        # A savepoint: a refusal undoes the trade change only, never the fill.
+        with connection.begin_nested():
+            if intent.purpose.value in _ENTRY_PURPOSES and intent.action == "SELL":
+                _open_trade_from_entry(connection, intent, at, ledger_trades)
+            elif intent.purpose.value in _EXIT_PURPOSES:
+                problem = _close_trades_from_exit(connection, intent, execution, at, ledger_trades)
+                if problem:
+                    _event(connection, intent.id, at, "ledger", _current_status(connection, intent.id),
+                           message=f"fill {execution.exec_id}: {problem}")
+    except (LedgerStateError, ValueError) as problem:
+        _event(connection, intent.id, at, "ledger", _current_status(connection, intent.id),
+               message=f"fill {execution.exec_id}: trade not updated: {problem}")
+
+
+def _current_status(connection: Connection, intent_id: int) -> str:
+    return connection.execute(select(order_intents.c.status).where(order_intents.c.id == intent_id)).scalar_one()
+
+
+def _entry_family(connection: Connection, intent: OrderIntent) -> tuple[OrderIntent, list[int]]:
+    """The root ENTRY of ``intent`` (up its parent links) and the ids of the root and every
+    replacement descending from it."""
+    root = intent
+    seen = {root.id}
+    while root.parent_intent_id is not None and root.parent_intent_id not in seen:
+        parent = _read_intent(connection, intent_id=root.parent_intent_id)
+        if parent is None:
+            break
+        root = parent
+        seen.add(root.id)
+    family, frontier = [root.id], [root.id]
+    while frontier:
+        children = connection.execute(
+            select(order_intents.c.id).where(order_intents.c.parent_intent_id.in_(frontier))
+        ).scalars().all()
+        frontier = [child for child in children if child not in family]
+        family.extend(frontier)
+    return root, family
+
+
+def _open_trade_from_entry(connection: Connection, intent: OrderIntent, at: datetime, ledger_trades) -> None:
+    root, family = _entry_family(connection, intent)
+    rows = connection.execute(
+        select(fills.c.quantity, fills.c.price, fills.c.commission, fills.c.executed_at, fills.c.account,
+               fills.c.con_id)
+        .where(fills.c.intent_id.in_(family))
+    ).all()
+    contracts = sum(row.quantity for row in rows)
+    if contracts <= 0:
+        return
+    # Decimals: the same exact average the intent shows (SQLite would sum doubles).
+    notional = sum((row.quantity * Decimal(row.price) for row in rows), Decimal(0))
+    commissions = [Decimal(row.commission) for row in rows if row.commission is not None]
+    staged = None
+    if root.staged_opportunity_id is not None:
+        staged = connection.execute(
+            select(staged_opportunities.c.strike_selection_method, staged_opportunities.c.original_strike,
+                   staged_opportunities.c.live_delta)
+            .where(staged_opportunities.c.id == root.staged_opportunity_id)
+        ).first()
+    first_fill = min(rows, key=lambda row: row.executed_at)
+    ledger_trades.open_or_update_trade(connection, ledger_trades.NewTrade(
+        trade_key=f"intent:{root.order_ref}",
+        trade_source="execution",
+        symbol=root.symbol,
+        right=root.right,
+        strike=float(root.strike),
+        expiration=root.expiration,
+        side="short",
+        contracts=contracts,
+        entry_price=float(to_money(notional / contracts)),
+        entry_time=first_fill.executed_at,
+        account=root.account or first_fill.account,
+        con_id=root.con_id or first_fill.con_id,
+        entry_commission=float(sum(commissions, Decimal(0))) if commissions else None,
+        staged_opportunity_id=root.staged_opportunity_id,
+        entry_intent_id=root.id,
+        strike_selection_method=staged.strike_selection_method if staged is not None else None,
+        original_strike=float(staged.original_strike) if staged is not None and staged.original_strike is not None
+        else None,
+        live_delta=staged.live_delta if staged is not None else None,
+    ), at=at)
+
+
+def _close_trades_from_exit(connection: Connection, intent: OrderIntent, execution: BrokerExecution, at: datetime,
+                            ledger_trades) -> str:
+    """Close the fill's contracts; what could not be closed, in words ("" when all was)."""
+    # A BUY closes short trades, a SELL long ones.
+    side = "short" if intent.action == "BUY" else "long"
+    linked = connection.execute(
+        select(trades_table.c.id).where(trades_table.c.exit_intent_id == intent.id,
+                                        trades_table.c.status == "open")
+        .order_by(trades_table.c.entry_time, trades_table.c.id)
+    ).scalars().all()
+    same_contract = select(trades_table.c.id).where(trades_table.c.status == "open", trades_table.c.side == side)
+    con_id = intent.con_id or execution.con_id
+    if con_id:
+        same_contract = same_contract.where(or_(
+            trades_table.c.con_id == con_id,
+            (trades_table.c.con_id.is_(None)) & (trades_table.c.symbol == intent.symbol)
+            & (trades_table.c.right == intent.right) & (trades_table.c.strike == intent.strike)
+            & (trades_table.c.expiration == intent.expiration)))
+    else:
+        same_contract = same_contract.where(
+            trades_table.c.symbol == intent.symbol, trades_table.c.right == intent.right,
+            trades_table.c.strike == intent.strike, trades_table.c.expiration == intent.expiration)
+    account = intent.account or execution.account
+    if account:
+        same_contract = same_contract.where(or_(trades_table.c.account == account, trades_table.c.account.is_(None)))
+    others = connection.execute(same_contract.order_by(trades_table.c.entry_time, trades_table.c.id)).scalars().all()
+    candidates = list(dict.fromkeys([*linked, *others]))
+    left = int(execution.quantity)
+    commission = execution.commission
+    default_reason = "manual" if intent.purpose is IntentPurpose.LIQUIDATE else "btc"
+    for trade_id in candidates:
+        if left <= 0:
+            break
+        trade = ledger_trades._read(connection, trade_id=trade_id, lock=True)
+        if trade is None or not trade.is_open:
+            continue
+        closing = min(left, trade.open_contracts)
+        # The commission goes with the contracts it paid for.
+        share = None if commission is None else float(commission) * closing / int(execution.quantity)
+        # An open trade carries a reason only when an exit was marked pending on it (by the
+        # monitor's rule) or a part of it was closed already.
+        ledger_trades.close_trade_in(
+            connection, trade.id, exit_price=float(execution.price), exit_reason=trade.exit_reason or default_reason,
+            exit_time=execution.time, exit_commission=share, exit_intent_id=intent.id, contracts=closing, at=at)
+        left -= closing
+    if left > 0:
+        return (f"{left} of {int(execution.quantity)} contract(s) closed no trade: no open {side} trade of "
+                f"{intent.symbol} {intent.expiration} {intent.strike} {intent.right} in the ledger "
+                "(the position reconciliation reports it)")
+    return ""
 
 
 def fills_for_intent(engine: Engine, intent_id: int) -> list[Fill]:

@@ -687,3 +687,191 @@ reconciliation_runs = Table(
     Column("dagster_run_id", String(64), nullable=True),
     Index("ix_reconciliation_runs_started_at", "started_at"),
 )
+
+
+# --- Trade history (revision 0004) ---------------------------------------------------------
+#
+# IBKR's history imported from Flex statements (TAAD). Raw executions and option events are
+# immutable: written once by an import, never updated or deleted by any code path except
+# `tp db-reset`. Lifecycles and gaps are derived: rebuilt whole, per account, from every
+# stored execution (trading_pipeline.history.imports).
+#
+# Prices, quantities and P&L here are Float (double precision), not Money: they are the Flex
+# reader's and the matcher's numbers stored exactly as computed, so lifecycles rebuilt from
+# the ledger are the same as those matched from the file; the exact text IBKR printed stays
+# in raw_xml. Promoted trades hold the money (Money columns of `trades`).
+
+IMPORT_SOURCES = ("file", "web_service")
+STATEMENT_KINDS = ("activity", "trade_confirmation")
+IMPORT_STATUSES = ("completed", "failed")
+LIFECYCLE_EXIT_TYPES = ("btc", "stc", "expiration", "assignment", "exercise", "open")
+
+# One import of one Flex statement (a file or a Web Service fetch): what it was and what it
+# added. A dry run writes nothing (so every stored session has dry_run false today); a
+# failed import keeps its session (status failed, the error) and nothing else. Counts are of
+# the statement's executions: total = new + duplicate + skipped + errors.
+flex_import_sessions = Table(
+    "flex_import_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("account", String(32), nullable=True),  # the account asked for; null: every account in the statement
+    Column("accounts", JSON, nullable=True),  # the accounts whose executions were imported
+    Column("statement_kind", String(24), nullable=False),
+    Column("from_date", Date, nullable=True),
+    Column("to_date", Date, nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("new_count", Integer, nullable=False),
+    Column("duplicate_count", Integer, nullable=False),
+    Column("skipped_count", Integer, nullable=False),  # other accounts' executions
+    Column("error_count", Integer, nullable=False),  # invalid rows (not stored)
+    Column("option_event_count", Integer, nullable=False),  # new OptionEAE rows
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("dagster_run_id", String(64), nullable=True),
+    CheckConstraint(_one_of("source", IMPORT_SOURCES), name="source"),
+    CheckConstraint(_one_of("statement_kind", STATEMENT_KINDS), name="statement_kind"),
+    CheckConstraint(_one_of("status", IMPORT_STATUSES), name="status"),
+    Index("ix_flex_import_sessions_started_at", "started_at"),
+)
+
+# Every valid execution of every imported statement, once: the canonical columns matching
+# needs (trading_pipeline.ingest.flex.EXECUTION_COLUMNS) and the whole element as IBKR wrote
+# it (raw_xml: every attribute, known or not). Unique by execution id; a cancellation is
+# keyed apart from the execution it cancels (IBKR may give both the same id), as
+# core.lifecycles.deduplicate_executions does. Which execution a cancellation cancels is
+# not stored: it is worked out at match time from all stored rows, since a correction may
+# arrive in a later statement than its original. Rows with errors are not stored (their
+# line and reason are in the import's result). Few indexes: a million rows must load fast.
+flex_executions = Table(
+    "flex_executions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("import_session_id", Integer, ForeignKey("flex_import_sessions.id"), nullable=False),
+    Column("line", Integer, nullable=False),  # the element's line in the imported statement
+    Column("account", String(32), nullable=False),
+    Column("exec_id", String(64), nullable=False),
+    Column("is_cancellation", Boolean, nullable=False),
+    Column("trade_id", String(64), nullable=True),
+    Column("orig_trade_id", String(64), nullable=True),
+    Column("order_id", String(64), nullable=True),
+    Column("transaction_id", String(64), nullable=True),
+    Column("transaction_type", String(32), nullable=True),
+    Column("asset_category", String(16), nullable=True),
+    Column("symbol", Text, nullable=True),  # OCC symbols keep their padding
+    Column("underlying", String(32), nullable=True),
+    Column("con_id", BigInteger, nullable=True),
+    Column("put_call", String(1), nullable=True),
+    Column("strike", Float, nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("multiplier", Float, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("fx_rate_to_base", Float, nullable=True),
+    Column("buy_sell", String(4), nullable=True),
+    Column("quantity", Float, nullable=True),  # + BUY, - SELL
+    Column("price", Float, nullable=True),
+    Column("commission", Float, nullable=True),  # IBKR's sign: negative = paid
+    Column("commission_currency", String(8), nullable=True),
+    Column("open_close", String(1), nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("event", String(16), nullable=True),  # trade / expiration / assignment / exercise / cancel
+    Column("date_time_utc", UtcDateTime, nullable=True),
+    Column("trade_date", Date, nullable=True),
+    Column("raw_xml", Text, nullable=False),
+    UniqueConstraint("exec_id", "is_cancellation", name="uq_flex_executions_exec_id_is_cancellation"),
+)
+
+# <OptionEAE> rows (exercises, assignments, expirations and their stock legs), once each:
+# ``event_key`` is what identifies the event, as text: account, date, type, contract (conid,
+# else symbol), quantity and tradeID; stable across re-exports.
+flex_option_events = Table(
+    "flex_option_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("import_session_id", Integer, ForeignKey("flex_import_sessions.id"), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("event_key", String(160), nullable=False, unique=True),
+    Column("account", String(32), nullable=False),
+    Column("transaction_type", String(32), nullable=True),  # Assignment, Exercise, Expiration, Buy, Sell
+    Column("asset_category", String(16), nullable=True),
+    Column("symbol", Text, nullable=True),
+    Column("underlying", String(32), nullable=True),
+    Column("con_id", BigInteger, nullable=True),
+    Column("put_call", String(1), nullable=True),
+    Column("strike", Float, nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("multiplier", Float, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("event_date", Date, nullable=True),
+    Column("quantity", Float, nullable=True),
+    Column("trade_price", Float, nullable=True),
+    Column("mark_price", Float, nullable=True),
+    Column("realized_pnl", Float, nullable=True),
+    Column("trade_id", String(64), nullable=True),
+    Column("raw_xml", Text, nullable=False),
+)
+
+# Option lifecycles (core.lifecycles.LIFECYCLE_COLUMNS): derived, rebuilt per account from
+# every stored execution. ``opening_unit`` names the opening they share a part of (its order
+# id, or "exec:<id>" without one): a closed lifecycle whose opening still has an open part
+# may grow with a later closing, so it is not promoted yet. ``promoted_trade_id`` survives
+# rebuilds: it is found again through trades.lifecycle_id.
+trade_lifecycles = Table(
+    "trade_lifecycles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("lifecycle_id", String(160), nullable=False, unique=True),
+    Column("account", String(32), nullable=False),
+    Column("underlying", String(32), nullable=False),
+    Column("right", String(1), nullable=False),
+    Column("strike", Float, nullable=False),
+    Column("expiry", Date, nullable=False),
+    Column("side", String(5), nullable=False),
+    Column("quantity", Integer, nullable=False),  # contracts
+    Column("open_price", Float, nullable=True),
+    Column("close_price", Float, nullable=True),  # null while open
+    Column("exit_type", String(16), nullable=False),
+    Column("open_date", Date, nullable=True),
+    Column("close_date", Date, nullable=True),
+    Column("multiplier", Float, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("gross_pnl", Float, nullable=True),
+    Column("commissions", Float, nullable=True),  # costs: positive when paid
+    Column("net_pnl", Float, nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("flag", String(64), nullable=True),
+    Column("open_exec_ids", JSON, nullable=False),
+    Column("close_exec_ids", JSON, nullable=False),
+    Column("opening_unit", String(96), nullable=True),
+    Column("built_at", UtcDateTime, nullable=False),
+    Column("promoted_trade_id", Integer, ForeignKey("trades.id"), nullable=True),
+    CheckConstraint(_one_of("side", TRADE_SIDES), name="side"),
+    CheckConstraint(_one_of("right", OPTION_RIGHTS), name="right"),
+    CheckConstraint(_one_of("exit_type", LIFECYCLE_EXIT_TYPES), name="exit_type"),
+)
+
+# Closings whose opening is not among the stored executions (core.lifecycles.GAP_COLUMNS):
+# derived like the lifecycles. No index on account in either table: a rebuild replaces a
+# few accounts' rows whole (a scan), and every index slows the insert of hundreds of
+# thousands of rows.
+lifecycle_gaps = Table(
+    "lifecycle_gaps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account", String(32), nullable=False),
+    Column("underlying", String(32), nullable=False),
+    Column("right", String(1), nullable=False),
+    Column("strike", Float, nullable=False),
+    Column("expiry", Date, nullable=False),
+    Column("side", String(5), nullable=False),
+    Column("exec_id", String(64), nullable=False),
+    Column("trade_date", Date, nullable=True),
+    Column("quantity", Integer, nullable=False),  # contracts closed without an opening
+    Column("exit_type", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("built_at", UtcDateTime, nullable=False),
+)

@@ -12,7 +12,10 @@
    broker after the first cancel (the order gateway also re-checks the halt between the
    orders of a batch). Survivors after the wait are reported;
 3. the ledger is **reconciled** with the broker (cancelled intents closed, fills recorded);
-4. with ``liquidate``, **every position is closed at market** through the order gateway
+4. with ``liquidate``, the job-start reconciliation of every trading job first
+   (``trading.reconciliation.reconcile_at_job_start``; its findings join the review lines, a
+   failure of it never stops the liquidation), then **every position is closed at market**
+   through the order gateway
    (intents with purpose LIQUIDATE). They bypass the risk governor's halt check by design:
    the halt is there to stop new risk, and liquidation removes risk. A liquidation still
    goes through the live-account guard (a non-paper account needs ``TP_LIVE_ARMED=1`` and
@@ -170,6 +173,10 @@ def emergency_stop(broker: BrokerPort | Callable[[], BrokerPort], engine: Engine
             reconciled = gateway.reconcile()
         report = replace(report, reconcile_summary=reconciled.summary(), review=reconciled.review)
         if liquidate:
+            # Before it places orders, the reconciliation every trading job makes first (after
+            # the halt and the cancels, which must never wait for it); never blocks liquidating.
+            report = replace(report, review=report.review + _reconcile_before_liquidating(
+                engine, broker, clock, dagster_run_id))
             with OrderGateway(broker, engine, clock, params, dry_run=False, account=account,
                               sector_map=sector_map, confirmed_account=confirmed_account, armed=armed,
                               execution_run_id=run.id, dagster_run_id=dagster_run_id) as gateway:
@@ -185,6 +192,20 @@ def emergency_stop(broker: BrokerPort | Callable[[], BrokerPort], engine: Engine
     finish_execution_run(engine, run.id, status="FAILED" if report.error else "SUCCEEDED", at=clock.now(),
                          report=report.as_dict(), error=report.error or None)
     return report
+
+
+def _reconcile_before_liquidating(engine: Engine, broker: BrokerPort, clock: Clock,
+                                  dagster_run_id: str | None) -> tuple[str, ...]:
+    """``trading.reconciliation.reconcile_at_job_start``; its lines for review. Any failure
+    is one more line: the liquidation goes ahead whatever the bookkeeping says."""
+    try:
+        from trading_pipeline.trading.reconciliation import reconcile_at_job_start
+
+        summary = reconcile_at_job_start(engine, broker, clock=clock, dagster_run_id=dagster_run_id,
+                                         trigger="job start: emergency stop")
+    except Exception as problem:  # noqa: BLE001 (liquidating must not depend on it)
+        return (f"reconciliation before liquidating failed: {problem}",)
+    return tuple(f"reconciliation: {line}" for line in summary["review"] + summary["errors"])
 
 
 def emergency_broker(env: Mapping[str, str] | None = None):

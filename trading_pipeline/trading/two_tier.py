@@ -469,6 +469,7 @@ class TwoTierRunner:
             with self._timed("tier2"):
                 self._tier2()
         self._final_reconciliation(wait=True)
+        self._capture_entry_snapshots()
         return "SUCCEEDED"
 
     # ------------------------------------------------------------------ start
@@ -1153,6 +1154,37 @@ class TwoTierRunner:
             self.fill_report = build_fill_report([t.monitored for t in self._monitored()], self.fill_started_at,
                                                  self.clock.now())
         self.checkpoint("final")
+
+    def _capture_entry_snapshots(self) -> None:
+        """The entry snapshot of every trade this morning's fills opened (their fills opened
+        the trades through the ledger's fill hook). Never fails the run: a capture that fails
+        is recorded as a failed snapshot by the service, anything else becomes a note."""
+        if self.options.dry_run:
+            return  # a dry run fills nothing: no trade was opened
+        from trading_pipeline.ledger.trades import get_trade
+        from trading_pipeline.trading.monitor import capture_snapshots
+
+        try:
+            trade_ids = []
+            for trade in self._monitored():
+                entry = ledger_orders.get_intent(self.engine, trade.intent_ids[0])
+                opened = get_trade(self.engine, trade_key=f"intent:{entry.order_ref}") if entry else None
+                if opened is not None:
+                    trade_ids.append(opened.id)
+            if not trade_ids:
+                return
+            with self._timed("entry_snapshots"):
+                counts = capture_snapshots(self.engine, self.broker, clock=self.clock, now=self.clock.now(),
+                                           trade_ids=trade_ids)
+        except Exception as problem:  # noqa: BLE001 - a snapshot never fails the morning
+            self.notes.append(f"entry snapshots not captured: {_describe(problem)}")
+            return
+        if counts.get("note"):
+            self.notes.append(f"entry snapshots {counts['note']}")
+        for failure in counts.get("failed") or []:
+            self.notes.append(f"entry snapshot failed: {failure}")
+        if counts.get("entry"):
+            self.say(f"entry snapshots captured for {counts['entry']} trade(s)")
 
     # ------------------------------------------------------------------ report
 

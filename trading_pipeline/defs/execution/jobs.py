@@ -4,7 +4,10 @@
 
 1. ``reconcile_before_execution``: the live-account guard (a live run to a non-paper account
    needs ``TP_LIVE_ARMED=1`` and ``confirm_account``) and a reconciliation of the ledger's
-   intents with the broker's open orders and executions, before anything can be sent;
+   intents with the broker's open orders and executions, then the job-start reconciliation
+   of every trading job (``trading.reconciliation.reconcile_at_job_start``: today's orders
+   synced, settled expirations closed, positions compared in report mode; its summary is the
+   output's ``job_start``), before anything can be sent;
 2. ``run_two_tier_morning``: the morning (9:15 ... 10:30 on the chosen clock) and its report.
 
 Orders are placed here, so: no retry policy on any op, and the job carries
@@ -36,17 +39,41 @@ BROKER_POOL = "ibkr_client_1"
 EXECUTION_TAGS = {"trading/lane": "execution", "dagster/max_retries": "0"}
 
 
-@dg.op(pool=BROKER_POOL, description="Live-account guard, then reconcile the ledger's intents with the broker.")
+@dg.op(pool=BROKER_POOL, description="Live-account guard, then reconcile the ledger's intents, orders, expirations "
+                                      "and positions with the broker.")
 def reconcile_before_execution(context: dg.OpExecutionContext, config: ExecutionRunConfig,
                                ledger: LedgerResource) -> dict:
     try:
         report = reconcile_with_broker(ledger.engine(), config.setup(context.run_id), os.environ)
+        # Then the job-start reconciliation every trading job makes (trading.reconciliation):
+        # today's orders synced, expirations closed, positions compared in report mode.
+        report["job_start"] = reconcile_job_start(ledger.engine(), context.run_id)
     except TradingPipelineError as problem:
         raise dg.Failure(description=str(problem)) from None
     context.log.info(report["summary"])
+    context.log.info(report["job_start"]["summary"])
+    for line in report["job_start"]["review"]:
+        context.log.warning(f"reconciliation: {line}")
     context.add_output_metadata({"summary": report["summary"], "to_review": len(report["review"]),
-                                 "fills_recorded": report["fills_recorded"]})
+                                 "fills_recorded": report["fills_recorded"],
+                                 "job_start": report["job_start"]["summary"],
+                                 "job_start_review": len(report["job_start"]["review"])})
     return report
+
+
+def reconcile_job_start(engine, dagster_run_id: str) -> dict:
+    """``trading.reconciliation.reconcile_at_job_start`` on its own connection (``IBKR_*``) and
+    the broker's clock (read through: right for a real TWS and a simulator alike)."""
+    from trading_pipeline.trading.clock import BrokerClock
+    from trading_pipeline.trading.reconciliation import reconcile_at_job_start
+    from trading_pipeline.trading.two_tier import connected_broker
+
+    broker = connected_broker(os.environ)
+    try:
+        return reconcile_at_job_start(engine, broker, clock=BrokerClock(broker, rate=0),
+                                      dagster_run_id=dagster_run_id, trigger="job start: execution")
+    finally:
+        broker.disconnect()
 
 
 @dg.op(pool=BROKER_POOL, description="The two-tier morning on the broker's timeline, and its execution report.")

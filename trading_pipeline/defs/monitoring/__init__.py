@@ -1,0 +1,1 @@
+"""Monitoring: the monitoring pass as a job, and the sensor that requests it in market hours."""
