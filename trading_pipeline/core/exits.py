@@ -7,7 +7,10 @@ judged on the position's P&L at the mark (:class:`~trading_pipeline.core.positio
    most a short option can earn is kept. Exactly 50 % exits.
 2. **stop loss**: P&L <= STOP_LOSS_PCT (-200) percent of the premium (the option costs three
    times what it was sold for). Exactly -200 % exits.
-3. **time exit**: DTE <= TIME_EXIT_DTE (3) calendar days. Exactly 3 exits.
+3. **time exit**: DTE <= TIME_EXIT_DTE (3) calendar days. Exactly 3 exits. Only for
+   positions that *reached* the window: one opened inside it (a weekly put sold with 3 DTE, a
+   0DTE index put, known from ``PositionView.entry_day``) was meant to be held to expiration,
+   and the rule would otherwise buy it back on the first pass after the sale.
 
 The first rule that holds decides, in that order (profit > stop > time): a position at its
 profit target with 2 DTE left exits as a profit target. Percent figures within 1e-9 of a
@@ -338,6 +341,12 @@ def _hold(view: PositionView, explanation: str, *, mark: float | None, pnl_pct: 
     return ExitDecision(view.trade_id, None, None, None, explanation, None, 0, mark, pnl_pct, dte)
 
 
+def opened_inside_time_window(view: PositionView, rules: ExitRules) -> bool:
+    """True when the position was opened with TIME_EXIT_DTE days or fewer to expiration: it is
+    held to expiration, the time rule does not apply (see the module text)."""
+    return view.entry_day is not None and (view.expiration - view.entry_day).days <= rules.time_exit_dte
+
+
 def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: float = DEFAULT_TICK) -> ExitDecision:
     """The exit of one position under ``rules`` (priority profit > stop > time); see the
     module docstring for the rules, the orders and the cases without an exit."""
@@ -361,9 +370,13 @@ def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: flo
     elif pnl_pct is not None and pnl_pct <= rules.stop_loss_pct + PCT_NOISE:
         reason, order_type = ExitReason.STOP_LOSS, rules.stop_order_type
         why = f"stop loss: {pnl_pct:.1f}% <= {rules.stop_loss_pct:g}%"
-    elif dte <= rules.time_exit_dte:
+    elif dte <= rules.time_exit_dte and not opened_inside_time_window(view, rules):
         reason, order_type = ExitReason.TIME_EXIT, rules.time_order_type
         why = f"time exit: {dte} DTE <= {rules.time_exit_dte}"
+    elif dte <= rules.time_exit_dte:
+        return _hold(view, f"{view.describe()}: hold to expiration: opened with "
+                           f"{(view.expiration - view.entry_day).days} DTE, inside the time-exit window "
+                           f"({rules.time_exit_dte} DTE)", mark=mark, pnl_pct=pnl_pct, dte=dte)
     else:
         return _hold(view, f"{view.describe()}: hold: P&L {pnl_pct:.1f}% of premium, {dte} DTE (target "
                            f"{rules.profit_target_pct:g}%, stop {rules.stop_loss_pct:g}%, time exit at "

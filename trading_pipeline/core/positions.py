@@ -166,6 +166,7 @@ class PositionView:
     iv: float | None = None
     con_id: int | None = None
     account: str | None = None
+    entry_day: date | None = None  # the New York day the position was opened, when known
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here

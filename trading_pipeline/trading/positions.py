@@ -306,7 +306,8 @@ def _view(entry: _Entry, quote: Quote | None, underlying_price: float | None, to
         return PositionView(
             trade_id=trade.id, symbol=trade.symbol, right=trade.right, strike=trade.strike,
             expiration=trade.expiration, contracts=trade.open_contracts, entry_price=trade.entry_price,
-            side=trade.side, multiplier=trade.multiplier, account=trade.account, **common)
+            side=trade.side, multiplier=trade.multiplier, account=trade.account,
+            entry_day=calendar.new_york_date(trade.entry_time), **common)
     position, contract = entry.broker, entry.contract
     multiplier = contract.multiplier or 100
     # IBKR's average cost of an option includes the multiplier: per share it is avg_cost / multiplier.

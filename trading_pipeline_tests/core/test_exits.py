@@ -13,7 +13,7 @@ no quote, expired and zero-premium positions; decide_exits over 500 positions in
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -347,3 +347,17 @@ def test_every_variable_has_a_meaning():
     from trading_pipeline.core.exits import EXIT_RULE_MEANINGS, EXIT_RULE_VARIABLES
 
     assert set(EXIT_RULE_MEANINGS) == set(EXIT_RULE_VARIABLES) == set(RULES.as_env())
+
+
+def test_a_position_opened_inside_the_time_window_is_held_to_expiration():
+    # EXPIRY is 11 days after MONDAY; the day before, a position has 3 DTE.
+    day = EXPIRY - timedelta(days=3)
+    reached = decide_exit(at_mark(0.80, as_of_day=day, entry_day=MONDAY), RULES)
+    assert reached.reason == ExitReason.TIME_EXIT
+    born_inside = decide_exit(at_mark(0.80, as_of_day=day, entry_day=EXPIRY - timedelta(days=3)), RULES)
+    assert born_inside.reason is None and "hold to expiration: opened with 3 DTE" in born_inside.explanation
+    opened_with_four = decide_exit(at_mark(0.80, as_of_day=day, entry_day=EXPIRY - timedelta(days=4)), RULES)
+    assert opened_with_four.reason == ExitReason.TIME_EXIT
+    # The price rules still apply to it: a stop is a stop whenever the position was opened.
+    stopped = decide_exit(at_mark(3.00, as_of_day=day, entry_day=EXPIRY - timedelta(days=1)), RULES)
+    assert stopped.reason == ExitReason.STOP_LOSS
