@@ -723,7 +723,7 @@ def stage_manual(broker: BrokerPort, engine: Engine, clock: Clock, params: Execu
         raise TradingPipelineError(market.problem)
     now = clock.now()
     today = calendar.new_york_date(now)
-    open_today = calendar.is_session(today) and now < calendar.session_bounds(today).close
+    open_today = calendar.is_session(today) and now < calendar.session_bounds(today).close_utc
     session_day = today if open_today else calendar.next_session(today)
     data = market.staging_input(candidate)
     notes = staging_reasons(data, today, params)

@@ -257,3 +257,10 @@ def test_stage_manual_keeps_the_floor_and_the_contract_limit(sunday, engine):
     assert (row.symbol, row.session_day, row.contracts, float(row.limit_price)) == ("AAPL", MONDAY, 2, 3.40)
     assert row.status == "STAGED" and row.status_reason.startswith("manual order (tp execute)")
     assert float(row.margin_per_contract) > 0
+
+
+def test_stage_manual_during_a_session_is_for_that_session(broker, engine, clock):
+    # Monday 10:00 New York, the market open: the order is for today, not the next session.
+    row = stage_manual(broker, engine, clock, PARAMS, symbol="AAPL", strike=220, expiration=date(2026, 12, 18),
+                       premium=2.00, contracts=1)
+    assert row.session_day == MONDAY and row.dte == (date(2026, 12, 18) - MONDAY).days
