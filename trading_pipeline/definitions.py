@@ -4,11 +4,17 @@ No logic lives here. Each domain folder holds its own assets, checks, jobs, sche
 sensors; this module only assembles them.
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from trading_pipeline.defs.resources import LedgerResource
+
+
+# Dagster copies each sensor with its beta ``owners`` parameter (None), when loading and when
+# running, and warns about it every time; nothing here uses it.
+warnings.filterwarnings("ignore", message=r"Parameter `owners`", category=dg.BetaWarning)
 
 
 @dg.definitions

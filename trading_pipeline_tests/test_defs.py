@@ -59,7 +59,8 @@ def test_jobs_schedules_sensors():
         "enrich_trades_job",
     }
     schedules = {s.name: s for s in repo.schedule_defs}
-    assert set(schedules) == {"daily_position_snapshots_schedule", "daily_flex_import_schedule"}
+    assert set(schedules) == {"daily_position_snapshots_schedule", "daily_flex_import_schedule",
+                              "daily_order_sync_schedule"}
     sensors = {s.name: s for s in repo.sensor_defs}
     assert set(sensors) == {"barchart_export_sensor", "flex_inbox_sensor", "market_hours_monitor_sensor"}
     # Read-only sensors and schedules may run by default; the one that trades must not.

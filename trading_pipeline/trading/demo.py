@@ -41,7 +41,9 @@ SUNDAY_EVENING = datetime(2026, 11, 22, 19, 0, tzinfo=NEW_YORK)
 MONDAY_BEFORE_OPEN = datetime(2026, 11, 23, 9, 5, tzinfo=NEW_YORK)
 # The seeds' MIN_OTM_PCT (0.10) makes the 0.20-delta put of a quiet large cap, often 5-8 % out of
 # the money, fail the OTM check (docs/execution.md); the demo lowers it so the delta decides.
-DEMO_PARAMETERS = {"min_otm_fraction": 0.05}
+# The week adds four weekly puts to Monday's trades (trading.demo_week): the position limits
+# are raised so the risk governor lets them through.
+DEMO_PARAMETERS = {"min_otm_fraction": 0.05, "max_open_positions": 18, "max_new_positions_per_day": 14}
 
 
 def demo_ledger_url() -> str:
@@ -150,25 +152,43 @@ def run_demo(console: Console) -> dict:
                 raise TradingPipelineError(f"the execution run {outcome.run_id} failed: {outcome.error}")
             console.print()
             print_report(console, run.report)
-            gateway.call(setattr, sim.clock, "speed", 0.0)  # the market stops here: count what happened
-            executions = {e.exec_id for e in gateway.call(sim.executions) if not e.book_reason}
-            recorded = {fill.exec_id for fill in list_fills(engine)} & executions
-            later = len(executions) - len(recorded)
-            console.print(f"\nThe simulator executed {len(executions)} fill(s); the ledger holds {len(recorded)} "
-                          "of them by exec id" + (f" ({later} came after the final reconciliation, from orders "
-                                                  "left working: the next run's reconciliation records them)"
-                                                  if later else "")
-                          + f". Demo finished in {time.monotonic() - started:.0f} s of real time; its Dagster runs "
-                          "are in the UI (make ui).", highlight=False)
             if not outcome.success:
                 raise TradingPipelineError(f"the execution run {outcome.run_id} failed: {outcome.error}")
+
+            from trading_pipeline.trading.demo_week import run_week
+
+            console.print("\n[bold]4. The week[/] in simulated time: the weekly program, monitoring with live rule "
+                          "exits, the close's position snapshots, Friday's expirations (MAX_OPEN_POSITIONS=18 and "
+                          "MAX_NEW_POSITIONS_PER_DAY=14 here, so the weekly puts fit beside Monday's trades)",
+                          highlight=False)
+            week = run_week(console, instance=instance, engine=engine, sim=sim, gateway=gateway,
+                            parameters=DEMO_PARAMETERS, speed=DEMO_SPEED,
+                            jump=lambda moment: gateway.call(_jump, sim, moment), say=say)
+
+            from trading_pipeline.history.demo_import import import_simulated_history
+
+            console.print("\n[bold]5. Trade history[/]: the week as IBKR reports it, imported from the simulator's "
+                          "Flex Web Service with the project's client, lifecycles rebuilt from the executions",
+                          highlight=False)
+            gateway.call(setattr, sim.clock, "speed", 0.0)  # the market stops here: count what happened
+            history = import_simulated_history(console, gateway, sim, engine, account=DEMO_ACCOUNT)
+            executions = {e.exec_id for e in gateway.call(sim.executions) if not e.book_reason}
+            recorded = {fill.exec_id for fill in list_fills(engine)} & executions
+            console.print(f"\nThe simulator executed {len(executions)} order fill(s) this week; the ledger holds "
+                          f"{len(recorded)} of them by exec id. {week['monitor_passes']} monitoring passes, "
+                          f"{week['snapshot_runs']} snapshot runs, {history['lifecycles']} lifecycle(s) from the Flex "
+                          f"statement. Demo finished in {time.monotonic() - started:.0f} s of real time; its Dagster "
+                          "runs are in the UI (make ui).", highlight=False)
             return run.report
     finally:
         gateway.stop()
 
 
 def _jump(sim, moment: datetime) -> None:
-    """Move the simulated clock (and the market with it) to ``moment``."""
+    """Move the simulated clock (and the market with it) to ``moment``; a moment already
+    passed (a step that runs right after the one before it) leaves it where it is."""
+    if moment <= sim.clock.now():
+        return
     sim.clock.set(moment)
     sim.advance_to(moment)
 

@@ -406,9 +406,13 @@ def plan_positions(engine: Engine, broker: BrokerPort, *, now: datetime, account
     the count of non-option positions at the broker, and the open trades by id."""
     account = account or broker_account(broker) or None
     trades = open_trades(engine)
-    compared = [t for t in trades if account is None or t.account in (None, account)]
-    not_compared = [f"trade {t.id} {t.describe()}: account {t.account} is not this connection's ({account})"
-                    for t in trades if t not in compared]
+    compared, not_compared = [], []
+    for t in trades:
+        if account is None or t.account in (None, account):
+            compared.append(t)
+        else:
+            not_compared.append(f"trade {t.id} {t.describe()}: account {t.account} is not this connection's "
+                                f"({account})")
     held = [p for p in broker.positions() if p.quantity and (account is None or p.account == account)]
     options = [p for p in held if p.contract.is_option and p.contract.expiry and p.contract.strike]
     stock_count = len(held) - len(options)

@@ -12,6 +12,7 @@ and of their Dagster jobs (defs/reconciliation/jobs.py), against the simulated T
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import dagster as dg
 import pytest
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from trading_pipeline.broker.port import OrderRequest
 from trading_pipeline.cli.main import app
+from trading_pipeline.core.calendar import NEW_YORK
 from trading_pipeline.definitions import defs
 from trading_pipeline.ledger import make_engine, migrate
 from trading_pipeline.ledger.orders import list_fills
@@ -140,3 +142,22 @@ def test_trading_jobs_reconcile_first(home, sold_by_hand, sim_gateway):  # noqa:
     assert report.ok and len(report.liquidations) == 1
     assert any(line.startswith("reconciliation: ") and "held at the broker" in line for line in report.review)
     assert "job start: emergency stop" in {run.trigger for run in list_reconciliation_runs(engine)}
+
+
+def test_the_order_sync_schedule_runs_five_minutes_after_each_close():
+    import dagster as dg
+
+    from trading_pipeline.defs.reconciliation.schedules import daily_order_sync_schedule
+
+    def evaluate(day: int, hour: int, minute: int):
+        moment = datetime(2026, 11, day, hour, minute, tzinfo=NEW_YORK)
+        return daily_order_sync_schedule(dg.build_schedule_context(scheduled_execution_time=moment))
+
+    monday = evaluate(23, 16, 5)
+    assert isinstance(monday, dg.RunRequest) and monday.run_key == "order-sync-2026-11-23"
+    assert monday.run_config["ops"]["sync_broker_orders"]["config"]["day"] == "2026-11-23"
+    assert "not five minutes after" in evaluate(23, 13, 5).skip_message
+    assert "Thanksgiving" in evaluate(26, 16, 5).skip_message
+    early = evaluate(27, 13, 5)  # the day after Thanksgiving closes at 13:00
+    assert isinstance(early, dg.RunRequest) and early.run_key == "order-sync-2026-11-27"
+    assert "not five minutes after" in evaluate(27, 16, 5).skip_message

@@ -21,6 +21,7 @@ from trading_pipeline.errors import TradingPipelineError
 
 # Never retried: a retry would repeat what the broker reported against a ledger already changed.
 RECONCILIATION_TAGS = {"trading/lane": "reconciliation", "dagster/max_retries": "0"}
+SYNC_OP = "sync_broker_orders"  # the op of sync_orders_job (its run config's key)
 
 
 class ReconcilePositionsConfig(dg.Config):
