@@ -505,6 +505,7 @@ def print_promotion(out: Console, result: dict, *, dry_run: bool) -> None:
     table.add_column("count", justify="right")
     table.add_row("Would promote" if dry_run else "Promoted", str(result.get("promoted", 0)))
     table.add_row("Already promoted", str(result.get("already_promoted", 0)))
+    table.add_row("The pipeline's own trades (linked, not copied)", str(result.get("own_trades", 0)))
     table.add_row("Waiting (opening not wholly closed yet)", str(result.get("waiting", 0)))
     table.add_row("Stock positions (assignments, exercises)", str(result.get("stock_positions", 0)))
     table.add_row("Errors", str(len(result.get("errors") or [])))

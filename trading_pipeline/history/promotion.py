@@ -29,6 +29,11 @@ What a trade gets from its lifecycle:
   multiplier shares at the strike, bought for a short put or a long call, sold otherwise.
   Cash-settled options have no stock leg and get none.
 
+Not copied (counted as ``own_trades``): a lifecycle the pipeline traded itself, whose opening
+executions are fills of its own entry orders. That trade is already in the ledger (opened by
+its fills, closed by its exit or by reconciliation): the lifecycle is linked to it instead,
+so a trade is never counted twice.
+
 Not promoted (counted as ``waiting``): a closed lifecycle whose opening still has contracts
 open (a partial close): a later closing of the rest would change the lifecycle (its
 quantity and P&L), so it is promoted once its opening is wholly closed. Lifecycles that
@@ -38,6 +43,7 @@ the reason; the others are promoted anyway.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -49,7 +55,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.history import IMPORTED_SOURCE, load_executions, lock_history
-from trading_pipeline.ledger.schema import flex_executions, to_money, trade_lifecycles, trades
+from trading_pipeline.ledger.schema import fills, flex_executions, order_intents, to_money, trade_lifecycles, trades
 from trading_pipeline.ledger.trades import NewTrade, close_trade_in, open_trade_in, record_stock_position
 
 TRADE_KEY_PREFIX = "lifecycle:"
@@ -69,6 +75,7 @@ class PromotionResult:
     errors: tuple[tuple[str, str], ...]  # (lifecycle_id, reason)
     lifecycle_ids: tuple[str, ...]  # the lifecycles promoted (dry run: that would be)
     stock_positions: int  # stock positions recorded for assignments and exercises
+    own_trades: int = 0  # opened by the pipeline's own orders: linked to that trade, not copied
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -113,6 +120,16 @@ def _promote(connection: Connection, account: str | None, *, dry_run: bool, at: 
         found = connection.execute(select(trades.c.trade_key, trades.c.id).where(trades.c.trade_key.in_(keys[start:start + 500])))
         existing.update({key: trade_id for key, trade_id in found})
 
+    # A lifecycle the pipeline itself traded is already a trade (opened by its entry fills): it
+    # is linked to that trade, never promoted a second time (the learning data would count it
+    # twice). Its opening executions are fills of an intent whose root is the trade's entry.
+    own = _own_trades(connection, todo)
+    if own:
+        for row in todo:
+            if row["lifecycle_id"] in own and not dry_run:
+                _link(connection, row["lifecycle_id"], own[row["lifecycle_id"]])
+        todo = [row for row in todo if row["lifecycle_id"] not in own]
+
     facts = _ExecutionFacts(connection, sorted({row["account"] for row in todo})) if todo else None
     promoted_ids: list[str] = []
     errors: list[tuple[str, str]] = []
@@ -150,6 +167,7 @@ def _promote(connection: Connection, account: str | None, *, dry_run: bool, at: 
         errors=tuple(errors),
         lifecycle_ids=tuple(promoted_ids),
         stock_positions=stock_positions,
+        own_trades=len(own),
     )
 
 
@@ -252,6 +270,44 @@ def _write_trade(connection: Connection, row: dict[str, Any], terms: dict[str, A
     )
     _link(connection, row["lifecycle_id"], trade.id)
     return trade.id
+
+
+def _exec_ids(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = json.loads(value) if value.startswith("[") else value.split(",")
+    return [str(item) for item in value or []]
+
+
+def _own_trades(connection: Connection, lifecycles: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Lifecycle id -> the pipeline's own trade it is, for lifecycles opened by our orders."""
+    opening = {row["lifecycle_id"]: _exec_ids(row["open_exec_ids"]) for row in lifecycles}
+    wanted = sorted({exec_id for ids in opening.values() for exec_id in ids})
+    intent_of: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        found = connection.execute(select(fills.c.exec_id, fills.c.intent_id).where(
+            fills.c.exec_id.in_(wanted[start:start + 500]), fills.c.intent_id.is_not(None)))
+        intent_of.update({exec_id: intent_id for exec_id, intent_id in found})
+    if not intent_of:
+        return {}
+    parents = dict(connection.execute(select(order_intents.c.id, order_intents.c.parent_intent_id)).all())
+
+    def root(intent_id: int) -> int:
+        seen = set()
+        while parents.get(intent_id) is not None and intent_id not in seen:
+            seen.add(intent_id)
+            intent_id = parents[intent_id]
+        return intent_id
+
+    trade_of_entry = dict(connection.execute(
+        select(trades.c.entry_intent_id, trades.c.id).where(trades.c.entry_intent_id.is_not(None))).all())
+    own: dict[str, int] = {}
+    for lifecycle_id, exec_ids in opening.items():
+        for exec_id in exec_ids:
+            trade_id = trade_of_entry.get(root(intent_of[exec_id])) if exec_id in intent_of else None
+            if trade_id is not None:
+                own[lifecycle_id] = trade_id
+                break
+    return own
 
 
 def _link(connection: Connection, lifecycle_id: str, trade_id: int) -> None:
