@@ -1,4 +1,4 @@
-"""The main job (``tp demo`` / ``make demo``): a whole week-end-to-Monday cycle on the simulator.
+"""The main job (``tp demo`` / ``make demo``): a whole week on the simulator, scan to history.
 
 1. A simulated TWS starts in this process (:class:`~trading_pipeline.sim.server.SimGateway`),
    its prices seeded from the bundled sample export (``sim.prices.load_prices``), its clock on
@@ -7,12 +7,16 @@
 2. The scan: the bundled export is parsed, scored and ranked (``scan_candidates_job``).
 3. The Sunday session (``stage_opportunities_job``, over ``trading.staging``): the selected
    candidates are checked against the simulator's quotes, priced, sized and staged for Monday.
-4. The night passes: the simulated clock jumps to Monday 09:05 (nothing happens overnight
-   but the market's opening gap, which the 9:15 check sees).
+4. The night passes: the simulated clock jumps to Monday 09:05.
 5. Monday's two-tier execution (``execute_two_tier_job``), autonomous and LIVE against the
    simulator's paper account, on the simulator's clock: 9:15 pre-market validation, 9:28
    quote refresh, 9:29 strike selection, 9:30 Tier 1, fill monitoring, Tier 2, the final
    reconciliation; then the execution report is printed.
+6. The week (``trading.demo_week``): weekly puts, monitoring passes with live rule exits, the
+   close's order sync and position snapshots, Thanksgiving, Friday's early close, expirations
+   and an assignment; the positions and exits are printed.
+7. The trade history: the week's Activity statement through the simulator's Flex Web
+   Service and the project's client (``history.demo_import``), lifecycles and their report.
 
 The demo never touches the user's own ledger: everything goes to a demo ledger,
 ``<home>/data/demo/ledger.sqlite``, created afresh on every run. The Dagster runs are recorded
