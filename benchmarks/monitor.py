@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from trading_pipeline.broker.ibkr import IbkrBroker

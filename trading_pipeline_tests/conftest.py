@@ -24,6 +24,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def fixed_console_width(monkeypatch):
+    """The commands' tables render at the width they have when piped (160 columns), whatever
+    width an earlier test in the same worker (a COLUMNS it set) or the terminal left."""
+    from trading_pipeline.cli.app import console
+
+    monkeypatch.setattr(console, "_width", 160)
+
+
 @pytest.fixture
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh project home: settings resolve every default path under it."""

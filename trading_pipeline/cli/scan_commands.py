@@ -15,7 +15,6 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from trading_pipeline import settings
 from trading_pipeline.cli.app import app, console, fail
 from trading_pipeline.cli.instance import get_instance, run_job
 from trading_pipeline.core.scoring import ScanPolicy

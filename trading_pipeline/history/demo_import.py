@@ -19,14 +19,12 @@ ledger resource's URL), which the demo points at its own demo ledger.
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.console import Console
 from sqlalchemy import Engine
 
+from trading_pipeline import settings
 from trading_pipeline.broker.flex_web import MAX_ACCOUNTS
 from trading_pipeline.core.calendar import NEW_YORK
 from trading_pipeline.errors import TradingPipelineError
@@ -37,20 +35,6 @@ from trading_pipeline.sim.flex_service import FlexServiceGateway, ServedAccount,
 # going through IBKR's "statement generation in progress" answer once.
 POLL_INTERVAL_SECONDS = 0.2
 PENDING_POLLS = 1
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _flex_environment(service: FlexServiceGateway) -> dict[str, str]:
@@ -88,7 +72,7 @@ def import_simulated_history(console: Console, sim_gateway, sim_broker, engine: 
     ledger = {"resources": {"ledger": {"config": {"url": engine.url.render_as_string(hide_password=False)}}}}
     tags = {"trading/source": "demo"}
     try:
-        with _environment(_flex_environment(service)):
+        with settings.temporary_environment(_flex_environment(service)):
             today = sim_gateway.call(lambda: sim_broker.clock.now()).astimezone(NEW_YORK).date()
             instance = get_instance()
             console.print(f"Flex Web Service (simulated) at {service.base_url}: importing the Activity statement of "

@@ -16,8 +16,13 @@ way no matter who opens it (CLI, Dagster run, test):
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -144,3 +149,25 @@ def without_password(text: str, url: str | URL) -> str:
     if password:
         text = text.replace(str(password), "***")
     return text
+
+
+def jsonable(report: Any) -> Any:
+    """``report`` as plain JSON values for a JSON column: Decimals as text (exact), dates and
+    times as ISO text, enums by value, tuples and sets as lists. NaN and infinities are refused
+    (not JSON; PostgreSQL rejects them)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, (date, datetime)):
+            return value.isoformat()
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, (set, frozenset, tuple)):
+            return list(value)
+        raise TypeError(f"cannot store {type(value).__name__} in a report")
+
+    try:
+        return json.loads(json.dumps(report, default=convert, allow_nan=False))
+    except ValueError as problem:
+        raise ValueError(f"the report is not valid JSON: {problem}") from None

@@ -28,7 +28,6 @@ concurrent writers (a cancel, an emergency stop, a second run) wait instead of d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -51,7 +50,7 @@ from trading_pipeline.core.intents import (
     parse_order_ref,
     status_from_broker,
 )
-from trading_pipeline.ledger.db import write_transaction
+from trading_pipeline.ledger.db import jsonable, write_transaction
 from trading_pipeline.ledger.risk import TradingHaltedError, bump_counters, read_trading_state
 from trading_pipeline.ledger.schema import (
     INTENT_SEC_TYPES,
@@ -1227,26 +1226,6 @@ class ExecutionRun:
     error: str | None
 
 
-def _jsonable(report: Any) -> Any:
-    """The report as plain JSON values: Decimals as text (exact), dates and times as ISO
-    text, enums by value. NaN and infinities are refused (not JSON; PostgreSQL rejects them)."""
-    def convert(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, (date, datetime)):
-            return value.isoformat()
-        if isinstance(value, Enum):
-            return value.value
-        if isinstance(value, (set, frozenset, tuple)):
-            return list(value)
-        raise TypeError(f"cannot store {type(value).__name__} in a report")
-
-    try:
-        return json.loads(json.dumps(report, default=convert, allow_nan=False))
-    except ValueError as exc:
-        raise ValueError(f"the report is not valid JSON: {exc}") from None
-
-
 def _read_run(
     connection: Connection, run_id: int | None = None, dagster_run_id: str | None = None
 ) -> ExecutionRun | None:
@@ -1288,7 +1267,7 @@ def finish_execution_run(
     require_aware(at)
     if status not in RUN_STATUSES or status == "RUNNING":
         raise ValueError(f"a run finishes as SUCCEEDED, FAILED or ABORTED, not {status!r}")
-    stored_report = _jsonable(report) if report is not None else None
+    stored_report = jsonable(report) if report is not None else None
     with write_transaction(engine) as connection:
         run = _read_run(connection, run_id)
         if run is None:

@@ -12,16 +12,13 @@ applies changes records them and its row in one commit (no half writes).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
-from enum import Enum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from trading_pipeline.ledger.db import write_transaction
+from trading_pipeline.ledger.db import jsonable, write_transaction
 from trading_pipeline.ledger.schema import reconciliation_runs
 from trading_pipeline.ledger.staging import require_aware, row_to
 
@@ -39,27 +36,6 @@ class ReconciliationRun:
     applied: int
     report: Any
     dagster_run_id: str | None
-
-
-def jsonable(report: Any) -> Any:
-    """``report`` as plain JSON values: Decimals as numbers' text, dates and times as ISO
-    text, enums by value, tuples and sets as lists. NaN is refused (PostgreSQL rejects it)."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, (date, datetime)):
-            return value.isoformat()
-        if isinstance(value, Enum):
-            return value.value
-        if isinstance(value, (set, frozenset, tuple)):
-            return list(value)
-        raise TypeError(f"cannot store {type(value).__name__} in a reconciliation report")
-
-    try:
-        return json.loads(json.dumps(report, default=convert, allow_nan=False))
-    except ValueError as problem:
-        raise ValueError(f"the reconciliation report is not valid JSON: {problem}") from None
 
 
 def _values(kind: str, *, started_at: datetime, dry_run: bool, trigger: str, discrepancies: int, applied: int,

@@ -25,10 +25,7 @@ in the project's instance (tagged ``trading/source: demo``), so they show in the
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from rich.console import Console
@@ -52,21 +49,6 @@ DEMO_PARAMETERS = {"min_otm_fraction": 0.05, "max_open_positions": 18, "max_new_
 
 def demo_ledger_url() -> str:
     return f"sqlite:///{settings.data_dir() / 'demo' / 'ledger.sqlite'}"
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the demo's in-process runs; restore them afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _fresh_demo_ledger() -> str:
@@ -103,8 +85,9 @@ def run_demo(console: Console) -> dict:
                   f"account {DEMO_ACCOUNT}, clock {DEMO_SPEED:g}x, prices from {sample.name}); demo ledger "
                   f"{escape(settings.redact_url(url))}", highlight=False)
     try:
-        with _environment(TP_LEDGER_URL=url, IBKR_HOST=host, IBKR_PORT=str(port), IBKR_CLIENT_ID="1",
-                          IBKR_ACCOUNT="", IBKR_MAX_MESSAGES_PER_SECOND="0"):
+        with settings.temporary_environment(dict(TP_LEDGER_URL=url, IBKR_HOST=host, IBKR_PORT=str(port),
+                                                 IBKR_CLIENT_ID="1", IBKR_ACCOUNT="",
+                                                 IBKR_MAX_MESSAGES_PER_SECOND="0")):
             engine = make_engine(url)
             migrate(engine)
 

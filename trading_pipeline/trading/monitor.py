@@ -95,7 +95,7 @@ from trading_pipeline.trading.order_gateway import (
     SubmitOutcome,
     SubmitResult,
     _broker_order,
-    _execution,
+    broker_execution,
 )
 from trading_pipeline.trading.positions import PositionRow, open_position_views
 
@@ -278,7 +278,7 @@ def reconcile_exit_intents(gateway: OrderGateway) -> ReconcileReport:
 
     broker_orders = [_broker_order(update) for update in gateway.broker.open_orders()
                      if update.status in KNOWN_BROKER_STATUSES and is_exit(update.order_ref)]
-    executions = [_execution(report) for report in gateway.broker.executions(since=since)
+    executions = [broker_execution(report) for report in gateway.broker.executions(since=since)
                   if report.quantity > 0 and is_exit(report.order_ref)]
     intents = [intent for intent in intents_for_reconciliation(gateway.engine, since_day=today)
                if is_exit(intent.order_ref)]

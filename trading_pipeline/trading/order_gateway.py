@@ -666,7 +666,7 @@ class OrderGateway:
                 if event.quantity <= 0:
                     ignored += 1
                     continue
-                if record_fill(self.engine, _execution(event), at=now):
+                if record_fill(self.engine, broker_execution(event), at=now):
                     fills_new += 1
                 else:
                     fills_known += 1
@@ -696,7 +696,7 @@ class OrderGateway:
         self.record_events()
         broker_orders = [_broker_order(update) for update in self.broker.open_orders()
                          if update.status in KNOWN_BROKER_STATUSES]
-        executions = [_execution(report) for report in self.broker.executions(since=since) if report.quantity > 0]
+        executions = [broker_execution(report) for report in self.broker.executions(since=since) if report.quantity > 0]
         intents = intents_for_reconciliation(self.engine, since_day=today)
         recorded = recorded_exec_ids(self.engine, [execution.exec_id for execution in executions])
         result = reconcile_intents(intents, broker_orders, executions, recorded, executions_since=since)
@@ -1049,7 +1049,8 @@ def _notional(position) -> float:
     return abs(position.quantity * position.avg_cost)
 
 
-def _execution(report: FillReport) -> BrokerExecution:
+def broker_execution(report: FillReport) -> BrokerExecution:
+    """The ledger's view of one of the broker's executions."""
     contract = report.contract
     return BrokerExecution(
         exec_id=report.exec_id, order_ref=report.order_ref or "", perm_id=report.perm_id,

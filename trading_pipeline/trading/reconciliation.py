@@ -85,7 +85,6 @@ from sqlalchemy import Engine
 from trading_pipeline.broker.port import BrokerPort, Contract, ContractError, ContractSpec, FillReport, Position, SecType
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
-from trading_pipeline.core.intents import BrokerExecution
 from trading_pipeline.core.positions import signed_quantity
 from trading_pipeline.core.reconciliation import (
     BrokerOrderRecord,
@@ -110,6 +109,7 @@ from trading_pipeline.ledger.reconciliation import (
 )
 from trading_pipeline.ledger.staging import LedgerStateError
 from trading_pipeline.ledger.trades import NewTrade, Trade, close_trade_in, open_trade_in, open_trades
+from trading_pipeline.trading.order_gateway import broker_execution
 from trading_pipeline.trading.expirations import (
     CLOSED_BY_ORDER,
     CLOSING_OUTCOMES,
@@ -649,17 +649,6 @@ class OrderSyncReport:
 # ============================================================================ orders: the service
 
 
-def _execution(report: FillReport) -> BrokerExecution:
-    contract = report.contract
-    return BrokerExecution(
-        exec_id=report.exec_id, order_ref=report.order_ref or "", perm_id=report.perm_id,
-        broker_order_id=report.order_id, quantity=int(round(report.quantity)), price=report.price,
-        time=report.time, commission=report.commission, side=report.side, symbol=contract.symbol,
-        con_id=contract.con_id or None, account=report.account, sec_type=contract.sec_type.value,
-        expiration=contract.expiry, strike=contract.strike, right=contract.right,
-        commission_currency=report.commission_currency or "USD", realized_pnl=report.realized_pnl)
-
-
 def _sum_commissions(values: Iterable[float | None]) -> float | None:
     values = list(values)
     if not values or any(value is None for value in values):
@@ -861,13 +850,13 @@ def _apply_order_sync(engine: Engine, plan: dict, report: OrderSyncReport, *, at
     # Fills first: facts, recorded once per exec id (the fill hook moves their trades).
     recorded = 0
     for report_ in plan["new_fills"]:
-        if ledger_orders.record_fill(engine, _execution(report_), at=at):
+        if ledger_orders.record_fill(engine, broker_execution(report_), at=at):
             recorded += 1
     filled_in = 0
     for report_ in plan["missing_commission"]:
         if report_.exec_id in conflicted_fills or report_.perm_id in conflicted:
             continue
-        ledger_orders.record_fill(engine, _execution(report_), at=at)  # fills in the missing commission only
+        ledger_orders.record_fill(engine, broker_execution(report_), at=at)  # fills in the missing commission only
         filled_in += 1
 
     added = updated = 0
