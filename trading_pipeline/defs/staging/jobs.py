@@ -95,6 +95,7 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
     from datetime import date
 
     from trading_pipeline.trading.clock import BrokerClock
+    from trading_pipeline.trading.reconciliation import reconcile_at_job_start
     from trading_pipeline.trading.staging import stage_manual, submit_staged
 
     engine = ledger.engine()
@@ -103,6 +104,12 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
         broker = connected_broker()
         try:
             clock = BrokerClock(broker, rate=0)
+            # Every job that trades starts by bringing the ledger in line with the broker
+            # (today's fills, settled expirations; positions compared and reported).
+            job_start = reconcile_at_job_start(engine, broker, clock=clock, dagster_run_id=context.run.run_id,
+                                               trigger="job start: submit staged")
+            if job_start.get("errors"):
+                context.log.warning(f"job-start reconciliation: {job_start['errors']}")
             staged_ids = list(config.staged_ids)
             if config.symbol:
                 try:
@@ -126,6 +133,7 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
     for result in report.results:
         context.log.info(result.summary())
     context.add_output_metadata({"summary": report.summary(), "dry_run": report.dry_run,
+                                 "job_start_reconciliation": dg.MetadataValue.json(job_start),
                                  "execution_run_id": report.execution_run_id,
                                  "report": dg.MetadataValue.json(report.as_dict())})
     return report.as_dict()
