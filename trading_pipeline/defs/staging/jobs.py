@@ -95,6 +95,7 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
     from datetime import date
 
     from trading_pipeline.trading.clock import BrokerClock
+    from trading_pipeline.trading.monitor import capture_snapshots
     from trading_pipeline.trading.reconciliation import reconcile_at_job_start
     from trading_pipeline.trading.staging import stage_manual, submit_staged
 
@@ -125,6 +126,9 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
                                    account=broker.account, confirmed_account=config.confirm_account or None,
                                    max_trades=config.max_trades or None, mode=config.mode,
                                    dagster_run_id=context.run.run_id)
+            # Entry snapshots of what filled already (the next monitoring pass takes the rest);
+            # a failed capture is recorded and never fails the run.
+            snapshots = capture_snapshots(engine, broker, clock=clock, now=clock.now()) if config.live else {}
         finally:
             broker.disconnect()
     except TradingPipelineError as problem:
@@ -134,6 +138,7 @@ def submit_staged_orders(context: dg.OpExecutionContext, config: SubmitStagedCon
         context.log.info(result.summary())
     context.add_output_metadata({"summary": report.summary(), "dry_run": report.dry_run,
                                  "job_start_reconciliation": dg.MetadataValue.json(job_start),
+                                 "snapshots": dg.MetadataValue.json(snapshots),
                                  "execution_run_id": report.execution_run_id,
                                  "report": dg.MetadataValue.json(report.as_dict())})
     return report.as_dict()
