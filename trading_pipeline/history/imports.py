@@ -14,12 +14,14 @@ What an import does (one transaction: all of it or nothing):
   corrected row of a later export into a "duplicate"); their line and reason are in
   ``error_rows``. ``duplicate``: executions already stored, or repeated in the statement
   (by execution id; a cancellation is keyed apart from what it cancels).
-* Stores the new executions raw (the canonical columns and the whole element, every
-  attribute kept) and the new ``<OptionEAE>`` rows, under one import session.
+* Stores the new executions raw (typed columns, and the whole element with every
+  attribute kept, compressed per session: see trading_pipeline.ledger.history) and the
+  new ``<OptionEAE>`` rows, under one import session.
 * Rebuilds the lifecycles and gaps of the accounts that got new executions from **all**
-  their stored executions (this import's included): cancellations are linked to their
-  originals over every import, so a correction that arrives in a later statement than its
-  original cancels it. Lifecycles promoted to trades stay linked (by lifecycle id).
+  their stored executions (this import's taken from memory, the earlier ones read back):
+  cancellations are linked to their originals over every import, so a correction that
+  arrives in a later statement than its original cancels it. Lifecycles promoted to
+  trades stay linked (by lifecycle id).
 
 A dry run reads the ledger only to count duplicates and writes nothing (no session). A
 file that cannot be used raises InputFileError before anything is written (no session);
@@ -337,13 +339,12 @@ def import_statement(
             # driver's insert loop holds the GIL so often that polars then crawls (tried).
             rebuild = None
             if stored is not None:
-                arrived = new.filter(pl.col("put_call").is_not_null()).with_columns(
-                    pl.lit(session_id, pl.Int64).alias("import_session_id"),
-                    pl.lit(None, pl.String).alias("raw_xml"),  # stored already; large, and not needed to match
-                )
+                # Only the columns matching reads: sorting and filtering a million rows costs
+                # by the column. The new executions come from memory, not read back.
+                arrived = new.filter(pl.col("put_call").is_not_null())
                 everything = pl.concat([
-                    stored,
-                    arrived.select([pl.col(name).cast(dtype) for name, dtype in LOADED_EXECUTION_COLUMNS.items()]),
+                    stored.select(MATCH_COLUMNS),
+                    arrived.select([pl.col(name).cast(LOADED_EXECUTION_COLUMNS[name]) for name in MATCH_COLUMNS]),
                 ])
                 lifecycles, gaps = _match(everything, as_of=new_york_date(at))
                 steps.done("match")
@@ -446,7 +447,7 @@ def rebuild_lifecycles(engine: Engine, *, as_of: date, at: datetime,
     with write_transaction(engine) as connection:
         lock_history(connection)
         chosen = list(accounts) if accounts is not None else history_accounts(connection)
-        executions = load_executions(connection, chosen, options_only=True, columns=MATCH_COLUMNS)
+        executions = load_executions(connection, chosen, options_only=True, columns=MATCH_COLUMNS).select(MATCH_COLUMNS)
         lifecycles, gaps = _match(executions, as_of=as_of)
         counts = replace_lifecycles(connection, chosen, lifecycles, gaps, built_at=at)
     return {"accounts": chosen, "option_executions": executions.height, **counts}

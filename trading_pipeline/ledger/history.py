@@ -1,17 +1,35 @@
 """Repository of the trade history tables (revision 0004) and the queries its reports use.
 
-Tables: ``flex_import_sessions``, ``flex_executions`` and ``flex_option_events`` (raw,
-immutable: only inserted), ``trade_lifecycles`` and ``lifecycle_gaps`` (derived: replaced
-per account by :func:`replace_lifecycles`). The services that decide what to write are in
-``trading_pipeline.history`` (imports, promotion); every write function here runs inside the
-caller's transaction (:func:`trading_pipeline.ledger.db.write_transaction`), so an import is
-all or nothing.
+Tables: ``flex_import_sessions``, ``flex_executions``, ``flex_option_events`` and
+``flex_raw_chunks`` (raw, immutable: only inserted), ``trade_lifecycles`` and
+``lifecycle_gaps`` (derived: replaced per account by :func:`replace_lifecycles`). The
+services that decide what to write are in ``trading_pipeline.history`` (imports,
+promotion); every write function here runs inside the caller's transaction
+(:func:`trading_pipeline.ledger.db.write_transaction`), so an import is all or nothing.
 
-Bulk rows (a statement may hold a million executions) go to the driver directly, not through
-SQLAlchemy's per-row processing: ``executemany`` on SQLite, with the values converted up front
-in polars to what SQLAlchemy itself stores (dates as ISO text, UTC times as naive
-"YYYY-MM-DD HH:MM:SS.ffffff", booleans as 0/1, JSON as text), so SQLAlchemy reads them back
-alike; ``COPY`` on PostgreSQL. Reads for a rebuild come back as polars frames.
+Storage design (a statement may hold a million executions; issue 6's benchmark imports
+one in the real configuration: SQLite in WAL mode, synchronous as configured):
+
+* Raw rows stay immutable with all their attributes, but the raw text is not one TEXT per
+  row (that was 1.1 GB for a million rows: written to the write-ahead log, then copied into
+  the database, half a minute). Each import session keeps its stored rows' text in
+  ``flex_raw_chunks``: Parquet files of RAW_CHUNK_ROWS rows, zstd-compressed (65 MB for
+  those million rows, compressed on a second thread while the driver inserts the typed
+  rows). A row carries ``raw_row``, its position in its session's text of its kind;
+  :func:`raw_xml_of` / :func:`execution_raw_xml` give it back exactly (one chunk read).
+* The per-row tables hold only typed columns that matching, promotion and the reports
+  read (:data:`STORED_EXECUTION_COLUMNS`), and one index (the unique execution id).
+* Bulk rows go to the driver directly, not through SQLAlchemy's per-row processing:
+  ``executemany`` with tuples on SQLite (values converted up front in polars to what
+  SQLAlchemy itself stores: dates as ISO text, UTC times as naive "YYYY-MM-DD
+  HH:MM:SS.ffffff", booleans as 0/1, JSON as text, so SQLAlchemy reads them back alike);
+  ``COPY`` on PostgreSQL. Reads for a rebuild come back as polars frames.
+* The import matches the executions it already holds in memory plus what the ledger had
+  before (read back once, only the matching columns): a first import of a million rows
+  reads nothing back.
+* ``trade_lifecycles``' CHECK constraints are written as ``=`` comparisons, not ``IN``
+  lists: SQLite builds a small table for an IN list at every inserted row, which doubled
+  the time to store 400,000 lifecycles.
 
 The report queries (:func:`list_lifecycles`, :func:`list_gaps`, :func:`list_import_sessions`,
 :func:`history_status`) are read-only and return plain dicts (floats, dates, lists).
@@ -21,6 +39,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -30,9 +49,12 @@ from sqlalchemy.exc import DBAPIError
 
 from trading_pipeline.ingest.flex import EXECUTION_COLUMNS, NEW_YORK
 from trading_pipeline.ledger.schema import (
+    RAW_CHUNK_ROWS,
+    RAW_KINDS,
     flex_executions,
     flex_import_sessions,
     flex_option_events,
+    flex_raw_chunks,
     lifecycle_gaps,
     trade_lifecycles,
     trades,
@@ -40,14 +62,13 @@ from trading_pipeline.ledger.schema import (
 
 IMPORTED_SOURCE = "ibkr_import"
 
-#: The execution columns stored in ``flex_executions`` (besides id, import_session_id): what
-#: matching, cancellation linking and the reports need. The others (description, the New
-#: York time, the per-file cancellation links) are in raw_xml or recomputed.
+#: The execution columns stored in ``flex_executions`` (besides id, import_session_id and
+#: raw_row): what matching, cancellation linking, promotion and the reports read. The
+#: others (description, notes, transactionID, ... every attribute) are in the raw text.
 STORED_EXECUTION_COLUMNS: tuple[str, ...] = (
-    "line", "account", "exec_id", "is_cancellation", "trade_id", "orig_trade_id", "order_id", "transaction_id",
-    "transaction_type", "asset_category", "symbol", "underlying", "con_id", "put_call", "strike", "expiry",
-    "multiplier", "currency", "fx_rate_to_base", "buy_sell", "quantity", "price", "commission",
-    "commission_currency", "open_close", "notes", "event", "date_time_utc", "trade_date", "raw_xml",
+    "line", "account", "exec_id", "is_cancellation", "trade_id", "orig_trade_id", "order_id", "asset_category",
+    "symbol", "underlying", "con_id", "put_call", "strike", "expiry", "multiplier", "currency", "buy_sell",
+    "quantity", "price", "commission", "open_close", "event", "date_time_utc", "trade_date",
 )
 
 #: ``<OptionEAE>`` frame columns (ingest.flex.OPTION_EVENT_COLUMNS) -> flex_option_events columns.
@@ -56,7 +77,7 @@ OPTION_EVENT_STORED: dict[str, str] = {
     "asset_category": "asset_category", "symbol": "symbol", "underlying": "underlying", "con_id": "con_id",
     "put_call": "put_call", "strike": "strike", "expiry": "expiry", "multiplier": "multiplier",
     "currency": "currency", "date": "event_date", "quantity": "quantity", "trade_price": "trade_price",
-    "mark_price": "mark_price", "realized_pnl": "realized_pnl", "trade_id": "trade_id", "raw_xml": "raw_xml",
+    "mark_price": "mark_price", "realized_pnl": "realized_pnl", "trade_id": "trade_id",
 }
 
 LIFECYCLE_STORED: tuple[str, ...] = (
@@ -245,12 +266,12 @@ def load_executions(
     """The stored executions of ``accounts`` (all when None) in the parser's layout
     (:data:`LOADED_EXECUTION_COLUMNS`); ``options_only``: only option executions.
 
-    Only ``columns`` of the stored ones are read (default: all but raw_xml, which is large
-    and never needed to match); the others are null. Columns that are not stored are
+    Only ``columns`` of the stored ones are read (default: all); the others, and raw_xml
+    (see :func:`raw_xml_of`), are null. Columns that are not stored are
     filled: ``date_time`` from the UTC time, ``cancelled`` false and no cancellation links
     (link them with core.lifecycles.link_cancellations), no errors.
     """
-    wanted = [name for name in (columns or STORED_EXECUTION_COLUMNS) if name != "raw_xml"]
+    wanted = list(columns or STORED_EXECUTION_COLUMNS)
     unknown = [name for name in wanted if name not in STORED_EXECUTION_COLUMNS]
     if unknown:
         raise ValueError(f"not stored columns: {', '.join(unknown)}")
@@ -280,21 +301,88 @@ def insert_import_session(connection: Connection, values: dict[str, Any]) -> int
 
 
 def insert_executions(connection: Connection, session_id: int, executions: pl.DataFrame) -> None:
-    """Store valid executions (parser layout) as raw rows of import ``session_id``."""
+    """Store valid executions (parser layout) as raw rows of import ``session_id``: the
+    typed columns in ``flex_executions``, each row's ``raw_xml`` in ``flex_raw_chunks``."""
     frame = executions.select(
         pl.lit(session_id, pl.Int64).alias("import_session_id"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("raw_row"),
         *[pl.col(name).cast(EXECUTION_COLUMNS[name]) for name in STORED_EXECUTION_COLUMNS],
     )
-    bulk_insert(connection, flex_executions, frame)
+    # The raw text is compressed on another thread while the driver inserts the rows: the
+    # compression runs without the GIL and the driver releases it while SQLite works.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        chunks = pool.submit(_compressed_chunks, executions["raw_xml"])
+        bulk_insert(connection, flex_executions, frame)
+        _insert_chunks(connection, session_id, "execution", chunks.result())
 
 
 def insert_option_events(connection: Connection, session_id: int, events: pl.DataFrame) -> None:
     """Store ``<OptionEAE>`` rows (the parser's layout plus ``event_key``)."""
     frame = events.select(
         pl.lit(session_id, pl.Int64).alias("import_session_id"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("raw_row"),
         *[pl.col(source).alias(target) for source, target in OPTION_EVENT_STORED.items()],
     )
     bulk_insert(connection, flex_option_events, frame)
+    insert_raw_text(connection, session_id, "option_event", events["raw_xml"])
+
+
+def _parquet_chunk(texts: pl.Series) -> bytes:
+    buffer = io.BytesIO()
+    pl.DataFrame({"raw_xml": texts}).write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
+    return buffer.getvalue()
+
+
+def _compressed_chunks(texts: pl.Series) -> list[tuple[int, int, bytes]]:
+    """(first row, row count, Parquet file) per RAW_CHUNK_ROWS rows of ``texts``."""
+    if texts.null_count():
+        raise ValueError("every stored row has its raw text")
+    return [
+        (start, min(RAW_CHUNK_ROWS, texts.len() - start), _parquet_chunk(texts.slice(start, RAW_CHUNK_ROWS)))
+        for start in range(0, texts.len(), RAW_CHUNK_ROWS)
+    ]
+
+
+def _insert_chunks(connection: Connection, session_id: int, kind: str, chunks: list[tuple[int, int, bytes]]) -> None:
+    if kind not in RAW_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(RAW_KINDS)}, not {kind!r}")
+    if chunks:  # a few dozen rows: Core's executemany is fine (and handles bytes on both backends)
+        connection.execute(insert(flex_raw_chunks), [
+            {"import_session_id": session_id, "kind": kind, "first_row": first_row, "row_count": row_count,
+             "data": data}
+            for first_row, row_count, data in chunks
+        ])
+
+
+def insert_raw_text(connection: Connection, session_id: int, kind: str, texts: pl.Series) -> None:
+    """Store the raw text of a session's rows of ``kind`` (row i of ``texts`` is the stored
+    row with ``raw_row`` i) as Parquet chunks of RAW_CHUNK_ROWS rows (schema.flex_raw_chunks)."""
+    _insert_chunks(connection, session_id, kind, _compressed_chunks(texts))
+
+
+def raw_xml_of(connection: Connection, session_id: int, kind: str, raw_row: int) -> str | None:
+    """The raw text (the element exactly as IBKR wrote it) of the stored row of ``kind``
+    ("execution" / "option_event") with ``raw_row`` in import ``session_id``; None when
+    there is no such row."""
+    table = flex_raw_chunks.c
+    found = connection.execute(
+        select(table.first_row, table.row_count, table.data)
+        .where(table.import_session_id == session_id, table.kind == kind, table.first_row <= raw_row)
+        .order_by(table.first_row.desc()).limit(1)
+    ).first()
+    if found is None or raw_row >= found.first_row + found.row_count:
+        return None
+    return pl.read_parquet(io.BytesIO(found.data), columns=["raw_xml"])["raw_xml"][raw_row - found.first_row]
+
+
+def execution_raw_xml(connection: Connection, exec_id: str, *, is_cancellation: bool = False) -> str | None:
+    """The raw text of the stored execution ``exec_id`` (a cancellation: ``is_cancellation``);
+    None when it is not stored."""
+    e = flex_executions.c
+    found = connection.execute(
+        select(e.import_session_id, e.raw_row).where(e.exec_id == exec_id, e.is_cancellation.is_(is_cancellation))
+    ).first()
+    return None if found is None else raw_xml_of(connection, found.import_session_id, "execution", found.raw_row)
 
 
 def history_accounts(connection: Connection) -> list[str]:

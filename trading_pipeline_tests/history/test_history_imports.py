@@ -1,7 +1,8 @@
 """The Flex import service (trading_pipeline.history.imports) on SQLite and PostgreSQL.
 
-Contract: import_statement stores each valid execution of a statement once (raw: canonical
-columns and the whole element, unknown attributes kept) under one import session whose
+Contract: import_statement stores each valid execution of a statement once (raw: typed
+columns, and the whole element, unknown attributes kept, recoverable exactly with
+execution_raw_xml / raw_xml_of from the session's compressed chunks) under one import session whose
 counts add up (total = new + duplicate + skipped + errors); rows with errors are not stored
 but listed with line and reason; re-importing the same or an overlapping statement adds
 nothing; a dry run writes nothing; ``account`` imports only that account's executions (an
@@ -31,12 +32,20 @@ from trading_pipeline.history.imports import (
     read_statement_file,
 )
 from trading_pipeline.ingest.flex import FlexStatementData, parse_flex, raw_attributes
+from trading_pipeline.ledger import history as ledger_history
 from trading_pipeline.ledger import make_engine, migrate
-from trading_pipeline.ledger.history import list_gaps, list_import_sessions, list_lifecycles
+from trading_pipeline.ledger.history import (
+    execution_raw_xml,
+    list_gaps,
+    list_import_sessions,
+    list_lifecycles,
+    raw_xml_of,
+)
 from trading_pipeline.ledger.schema import (
     flex_executions,
     flex_import_sessions,
     flex_option_events,
+    flex_raw_chunks,
     lifecycle_gaps,
     trade_lifecycles,
 )
@@ -127,8 +136,15 @@ def test_import_stores_valid_executions_raw_and_lists_the_bad_ones(ledger_engine
     assert first["date_time_utc"] == datetime(2026, 11, 20, 14, 35, 10, tzinfo=UTC)  # 09:35:10 New York
     assert (first["is_cancellation"], first["open_close"], first["event"]) == (False, "O", "trade")
     assert first["symbol"] == "XYZ   261218P00100000"  # OCC padding kept
-    assert first["raw_xml"] == sto("e1", "5001", myNewAttribute="kept")  # the element exactly as written
-    assert raw_attributes(first["raw_xml"])["myNewAttribute"] == "kept"
+    with ledger_engine.connect() as connection:
+        raw = execution_raw_xml(connection, "e1")
+        second_raw = raw_xml_of(connection, session["id"], "execution", rows[1]["raw_row"])
+        assert raw_xml_of(connection, session["id"], "execution", 2) is None  # only two rows stored
+        assert execution_raw_xml(connection, "bad") is None and execution_raw_xml(connection, "e1",
+                                                                                 is_cancellation=True) is None
+    assert raw == sto("e1", "5001", myNewAttribute="kept")  # the element exactly as written
+    assert raw_attributes(raw)["myNewAttribute"] == "kept"
+    assert second_raw == btc("b1", "5002")
     assert (session["source"], session["file_name"], session["account"], session["accounts"]) == (
         "file", "nov.xml", None, [ACCOUNT])
     assert (session["total"], session["new_count"], session["duplicate_count"], session["skipped_count"],
@@ -168,6 +184,31 @@ def test_reimporting_the_same_or_an_overlapping_statement_adds_nothing(ledger_en
     repeated = run_import(ledger_engine, statement(sto("e9", "5009"), sto("e9", "5009")), "third.xml")
     assert (repeated.total, repeated.new, repeated.duplicate) == (2, 1, 1)
     assert count(ledger_engine, flex_executions) == 4
+
+
+def test_raw_text_is_kept_per_session_in_chunks_and_every_row_recovers_its_own(ledger_engine, monkeypatch):
+    monkeypatch.setattr(ledger_history, "RAW_CHUNK_ROWS", 2)  # five rows: chunks of 2, 2 and 1
+    rows = [sto(f"s{i}", f"50{i}", order=f"70{i}", comment=f"row {i} &amp; more") for i in range(3)]
+    run_import(ledger_engine, statement(*rows[:2]))
+    second = run_import(ledger_engine, statement(*rows, btc("b1", "5009"), btc("b2", "5010")))
+    assert (second.new, second.duplicate) == (3, 2)
+    with ledger_engine.connect() as connection:
+        chunks = connection.execute(
+            select(flex_raw_chunks.c.import_session_id, flex_raw_chunks.c.first_row, flex_raw_chunks.c.row_count)
+            .where(flex_raw_chunks.c.kind == "execution")
+            .order_by(flex_raw_chunks.c.import_session_id, flex_raw_chunks.c.first_row)
+        ).all()
+        stored = connection.execute(
+            select(flex_executions.c.exec_id, flex_executions.c.import_session_id, flex_executions.c.raw_row)
+            .order_by(flex_executions.c.id)
+        ).all()
+        raw = {exec_id: execution_raw_xml(connection, exec_id) for exec_id, _, _ in stored}
+    first_id = second.session_id - 1
+    assert [tuple(chunk) for chunk in chunks] == [(first_id, 0, 2), (second.session_id, 0, 2),
+                                                  (second.session_id, 2, 1)]
+    assert [tuple(row) for row in stored] == [("s0", first_id, 0), ("s1", first_id, 1), ("s2", second.session_id, 0),
+                                              ("b1", second.session_id, 1), ("b2", second.session_id, 2)]
+    assert raw == {"s0": rows[0], "s1": rows[1], "s2": rows[2], "b1": btc("b1", "5009"), "b2": btc("b2", "5010")}
 
 
 def test_dry_run_counts_and_writes_nothing(ledger_engine):
@@ -286,6 +327,9 @@ def test_option_events_are_stored_once(ledger_engine):
         (event,) = connection.execute(select(flex_option_events)).mappings().all()
     assert event["event_key"] == f"{ACCOUNT}|2026-12-18|Assignment|812345|2.0|6100"
     assert (event["event_date"], event["strike"], event["trade_id"]) == (date(2026, 12, 18), 100.0, "6100")
+    with ledger_engine.connect() as connection:
+        raw = raw_xml_of(connection, event["import_session_id"], "option_event", event["raw_row"])
+    assert raw is not None and raw.startswith("<OptionEAE ") and 'tradePrice="0" markPrice="0"' in raw
     (life,) = list_lifecycles(ledger_engine)
     assert (life["exit_type"], life["gross_pnl"], life["confidence"]) == ("assignment", 650.0, 0.85)
 

@@ -8,7 +8,8 @@ promote_lifecycles turns each closed lifecycle into one closed trade (trade_sour
 "ibkr_import", trade_key "lifecycle:<id>", exit reason = exit type, the lifecycle's prices,
 P&L and commissions split entry/exit), idempotently; a dry run writes nothing; a lifecycle
 whose opening still has contracts open waits; an assignment with its stock leg records the
-stock position. list_lifecycles / list_gaps / list_import_sessions / history_status report
+stock position; lifecycle rows with an unknown side, right or exit type are refused by the
+database. list_lifecycles / list_gaps / list_import_sessions / history_status report
 what is stored (filters, sorts, counts).
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from trading_pipeline.history.imports import rebuild_lifecycles
 from trading_pipeline.history.promotion import promote_lifecycles
 from trading_pipeline.ledger.history import (
@@ -25,6 +28,7 @@ from trading_pipeline.ledger.history import (
     list_import_sessions,
     list_lifecycles,
 )
+from trading_pipeline.ledger.schema import trade_lifecycles
 from trading_pipeline.ledger.trades import list_stock_positions, list_trades
 from trading_pipeline_tests.history.test_flex_parser import statement, trade
 from trading_pipeline_tests.history.test_history_imports import ACCOUNT, AT, OTHER, btc, run_import, sto, two_accounts
@@ -244,3 +248,17 @@ def test_report_queries_filter_sort_and_count(ledger_engine):
     assert (status["executions"], status["option_events"], status["gaps"], status["import_sessions"]) == (6, 0, 0, 2)
     assert status["lifecycles"] == {"total": 4, "open": 2, "closed": 2, "promoted": 2, "closed_not_promoted": 0}
     assert status["last_import"]["file_name"] == "other.xml" and status["built_at"] == AT
+
+
+@pytest.mark.parametrize(("column", "value"), [("side", "flat"), ("right", "X"), ("exit_type", "lost")])
+def test_lifecycle_rows_with_an_unknown_side_right_or_exit_type_are_refused(ledger_engine, column, value):
+    run_import(ledger_engine, statement(sto("e1", "5001"), btc("b1", "5002")))
+    (life,) = list_lifecycles(ledger_engine)
+    row = {name: life[name] for name in (
+        "account", "underlying", "right", "strike", "expiry", "side", "quantity", "exit_type", "open_exec_ids",
+        "close_exec_ids", "built_at")}
+    with pytest.raises(IntegrityError), ledger_engine.begin() as connection:
+        connection.execute(insert(trade_lifecycles).values(**{**row, "lifecycle_id": "x", column: value}))
+    with ledger_engine.begin() as connection:  # the same row with known values is stored
+        connection.execute(insert(trade_lifecycles).values(**{**row, "lifecycle_id": "x"}))
+    assert len(list_lifecycles(ledger_engine)) == 2
