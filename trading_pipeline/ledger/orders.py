@@ -801,6 +801,8 @@ def _record_fill(connection: Connection, execution: BrokerExecution, at: datetim
             if filled_in and intent is not None and intent.purpose.value in _ENTRY_PURPOSES:
                 # The entry's commission is the sum of its fills' commissions: bring it in.
                 _trade_from_fill(connection, intent, execution, at)
+            elif filled_in and intent is not None and intent.purpose.value in _EXIT_PURPOSES:
+                _late_exit_commission(connection, intent, execution, at)
         if execution.realized_pnl is not None:
             connection.execute(
                 update(fills)
@@ -877,6 +879,24 @@ def _trade_from_fill(connection: Connection, intent: OrderIntent, execution: Bro
     except (LedgerStateError, ValueError) as problem:
         _event(connection, intent.id, at, "ledger", _current_status(connection, intent.id),
                message=f"fill {execution.exec_id}: trade not updated: {problem}")
+
+
+def _late_exit_commission(connection: Connection, intent: OrderIntent, execution: BrokerExecution,
+                          at: datetime) -> None:
+    """A commission that arrived after its exit fill closed trades: it goes to the trades this
+    exit closed (split by the contracts each had closed when there are several)."""
+    from trading_pipeline.ledger import trades as ledger_trades
+
+    closed = connection.execute(
+        select(trades_table.c.id, trades_table.c.contracts, trades_table.c.open_contracts)
+        .where(trades_table.c.exit_intent_id == intent.id).order_by(trades_table.c.id)
+    ).all()
+    weights = [row.contracts - row.open_contracts for row in closed]
+    if not closed or sum(weights) <= 0 or execution.commission is None:
+        return
+    for row, weight in zip(closed, weights):
+        ledger_trades.add_exit_commission(connection, row.id, float(execution.commission) * weight / sum(weights),
+                                          at=at)
 
 
 def _current_status(connection: Connection, intent_id: int) -> str:

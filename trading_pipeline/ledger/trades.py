@@ -277,6 +277,22 @@ def close_trade(engine: Engine, trade_id: int, *, exit_price: float, exit_reason
                               exit_intent_id=exit_intent_id, contracts=contracts, at=at)
 
 
+def add_exit_commission(connection: Connection, trade_id: int, amount: float, *, at: datetime) -> Trade:
+    """Add a commission that arrived after the exit fill (IBKR reports commissions apart from
+    executions): the exit commission grows and the net P&L shrinks by ``amount``."""
+    trade = _read(connection, trade_id=trade_id, lock=True)
+    if trade is None:
+        raise LedgerStateError(f"no trade {trade_id} in the ledger")
+    connection.execute(
+        update(trades).where(trades.c.id == trade.id).values(
+            exit_commission=_money((trade.exit_commission or 0.0) + amount),
+            net_pnl=_money(trade.net_pnl - amount) if trade.net_pnl is not None else None,
+            updated_at=require_aware(at),
+        )
+    )
+    return _read(connection, trade_id=trade.id)
+
+
 def _check_reason(reason: str) -> None:
     if reason not in EXIT_REASONS:
         raise ValueError(f"exit reason must be one of {', '.join(EXIT_REASONS)}, not {reason!r}")

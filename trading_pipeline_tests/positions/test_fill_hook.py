@@ -149,6 +149,20 @@ def test_a_late_commission_of_an_entry_fill_reaches_the_trade(ledger_engine):
 # ##### TESTS: exits
 
 
+def test_a_late_commission_of_an_exit_fill_reaches_the_closed_trade(ledger_engine):
+    trade = open_short(ledger_engine)  # 3 sold at 2.00, 1.95 commission
+    exit_ = intent(ledger_engine, IntentPurpose.EXIT, CON_ID)
+    record_fill(ledger_engine, execution("xl", exit_.order_ref, 3, 0.95, side="BOT", commission=None), at=AT)
+    closed = get_trade(ledger_engine, trade.id)
+    assert closed.status == "closed" and closed.net_pnl == pytest.approx(315.0 - 1.95)
+
+    record_fill(ledger_engine, execution("xl", exit_.order_ref, 3, 0.95, side="BOT", commission=1.95), at=AT)
+    record_fill(ledger_engine, execution("xl", exit_.order_ref, 3, 0.95, side="BOT", commission=1.95), at=AT)
+
+    charged = get_trade(ledger_engine, trade.id)  # once, however often the report comes
+    assert charged.exit_commission == pytest.approx(1.95) and charged.net_pnl == pytest.approx(315.0 - 3.90)
+
+
 def test_an_exit_marked_pending_closes_its_trade_with_the_rule_as_reason(ledger_engine):
     trade = open_short(ledger_engine)
     exit_ = intent(ledger_engine, IntentPurpose.EXIT, CON_ID)
