@@ -421,6 +421,14 @@ class IbkrBroker:
         """Every open API order of the account, from every client id."""
         return self._call("open orders", self._open_orders, retry=True)
 
+    def global_cancel(self) -> None:
+        """reqGlobalCancel: every working order of the account, from every client id. Never
+        retried on a reconnect (the emergency stop repeats it while orders remain)."""
+        async def send() -> None:
+            self._ib.reqGlobalCancel()
+
+        self._call("the global cancel", send)
+
     def executions(self, since: datetime | None = None) -> list[FillReport]:
         if since is not None and since.tzinfo is None:
             raise ValueError("since must be timezone-aware")

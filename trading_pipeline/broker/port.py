@@ -602,6 +602,11 @@ class BrokerPort(Protocol):
         """Every open API order of the account, whichever client id placed it."""
         ...
 
+    def global_cancel(self) -> None:
+        """Ask the broker to cancel every working order of the account, whichever client placed
+        it (TWS's reqGlobalCancel); returns once sent, not once done (watch open_orders)."""
+        ...
+
     def executions(self, since: datetime | None = None) -> list[FillReport]:
         """The account's executions (today's, or since ``since``), with commissions."""
         ...

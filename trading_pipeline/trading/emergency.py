@@ -238,23 +238,15 @@ def resume_trading(engine: Engine, clock: Clock, *, by: str = "resume-trading",
 def request_global_cancel(broker: BrokerPort) -> str:
     """Cancel every working order of the account, whichever client placed it; how it was done.
 
-    TWS's reqGlobalCancel is the only request that reaches other clients' orders. The broker
-    port has no method for it yet (reported to its owner): a port implementation that offers
-    ``global_cancel()`` is used; the IBKR adapter is driven through its request machinery
-    meanwhile. Any other port falls back to cancelling its own orders one by one.
+    TWS's reqGlobalCancel (``BrokerPort.global_cancel``) is the only request that reaches other
+    clients' orders. A port that cannot send it (it raises NotImplementedError) falls back to
+    cancelling the open orders one by one.
     """
-    global_cancel = getattr(broker, "global_cancel", None)
-    if callable(global_cancel):
-        global_cancel()
+    try:
+        broker.global_cancel()
         return "reqGlobalCancel"
-    from trading_pipeline.broker.ibkr import IbkrBroker
-
-    if isinstance(broker, IbkrBroker):
-        async def send() -> None:
-            broker._ib.reqGlobalCancel()
-
-        broker._call("the global cancel", send)
-        return "reqGlobalCancel"
+    except NotImplementedError:
+        pass
     for update in broker.open_orders():
         try:
             broker.cancel_order(update.order_id)
