@@ -74,7 +74,7 @@ def run_job(
             tags=dict(tags or {}),
             raise_on_error=False,
         )
-    return RunOutcome(run_id=result.run_id, success=result.success, error=None if result.success else _first_failure(result))
+    return RunOutcome(run_id=result.run_id, success=result.success, error=None if result.success else first_failure(result))
 
 
 @functools.cache
@@ -85,7 +85,7 @@ def _definitions() -> dg.Definitions:
     return defs()
 
 
-def _first_failure(result) -> str:
+def first_failure(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data

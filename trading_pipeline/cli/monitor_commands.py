@@ -171,7 +171,7 @@ def auto_monitor(
 
 def _run_pass(instance, run_config: dict, tags: dict) -> dict:
     """One run of monitor_positions_job in this process: its report, or its error."""
-    from trading_pipeline.cli.instance import QUIET_LOGGERS, _first_failure
+    from trading_pipeline.cli.instance import QUIET_LOGGERS, first_failure
     from trading_pipeline.defs.monitoring.config import MONITOR_OP
     from trading_pipeline.definitions import defs
 
@@ -179,7 +179,7 @@ def _run_pass(instance, run_config: dict, tags: dict) -> dict:
     result = job.execute_in_process(run_config={**run_config, **QUIET_LOGGERS}, instance=instance, tags=tags,
                                     raise_on_error=False)
     if not result.success:
-        return {"run_id": result.run_id, "error": _first_failure(result)}
+        return {"run_id": result.run_id, "error": first_failure(result)}
     return {"run_id": result.run_id, "report": result.output_for_node(MONITOR_OP)}
 
 

@@ -651,7 +651,7 @@ def _apply_broker_status(
     _event(connection, intent.id, at, "broker", broker_status, perm_id=effective_perm_id, filled=filled,
            remaining=remaining, avg_fill_price=avg_fill_price, message=error or message)
     if effective_perm_id:
-        _upsert_broker_order(
+        upsert_broker_order(
             connection, perm_id=effective_perm_id, at=at, intent_id=intent.id, order_ref=intent.order_ref,
             status=broker_status, filled=filled, remaining=remaining, avg_fill_price=avg_fill_price,
             broker_order_id=broker_order_id or intent.broker_order_id, client_id=client_id,
@@ -690,7 +690,7 @@ class BrokerOrderRecord:
     updated_at: datetime
 
 
-def _upsert_broker_order(connection: Connection, *, perm_id: int, at: datetime, status: str, filled: int,
+def upsert_broker_order(connection: Connection, *, perm_id: int, at: datetime, status: str, filled: int,
                          **details: Any) -> None:
     """One row per broker order (perm id): created when first seen, then kept current.
     Details already known are not blanked by a later update that lacks them."""
@@ -1001,7 +1001,7 @@ def _close_trades_from_exit(connection: Connection, intent: OrderIntent, executi
     for trade_id in candidates:
         if left <= 0:
             break
-        trade = ledger_trades._read(connection, trade_id=trade_id, lock=True)
+        trade = ledger_trades.read_trade(connection, trade_id=trade_id, lock=True)
         if trade is None or not trade.is_open:
             continue
         closing = min(left, trade.open_contracts)
@@ -1167,7 +1167,7 @@ def apply_reconciliation(engine: Engine, result: Reconciliation, *, at: datetime
             _event(connection, intent.id, at, "reconciliation", update_.status.value,
                    perm_id=update_.perm_id, filled=update_.filled, message=update_.reason)
             if update_.broker_status and update_.perm_id:
-                _upsert_broker_order(
+                upsert_broker_order(
                     connection, perm_id=update_.perm_id, at=at, status=update_.broker_status,
                     filled=update_.filled, intent_id=intent.id, order_ref=intent.order_ref,
                     broker_order_id=update_.broker_order_id, symbol=intent.symbol, con_id=intent.con_id,
@@ -1178,7 +1178,7 @@ def apply_reconciliation(engine: Engine, result: Reconciliation, *, at: datetime
             applied += 1
         for unmatched in result.unmatched_orders:
             order = unmatched.order
-            _upsert_broker_order(
+            upsert_broker_order(
                 connection, perm_id=order.perm_id, at=at, status=order.status, filled=order.filled,
                 order_ref=order.order_ref, broker_order_id=order.broker_order_id or None,
                 remaining=order.remaining, symbol=order.symbol or None,

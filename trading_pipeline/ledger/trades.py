@@ -145,8 +145,9 @@ def _money(value: float | None) -> Decimal | None:
     return None if value is None else to_money(value)
 
 
-def _read(connection: Connection, *, trade_id: int | None = None, trade_key: str | None = None,
-          lock: bool = False) -> Trade | None:
+def read_trade(connection: Connection, *, trade_id: int | None = None, trade_key: str | None = None,
+               lock: bool = False) -> Trade | None:
+    """A trade inside the caller's transaction (``lock``: for update, on PostgreSQL)."""
     query = select(trades).where(trades.c.id == trade_id if trade_id is not None else trades.c.trade_key == trade_key)
     if lock:
         query = query.with_for_update()
@@ -165,7 +166,7 @@ def open_trade_in(connection: Connection, trade: NewTrade, *, at: datetime) -> T
         values[name] = _money(values[name])
     values.update(open_contracts=trade.contracts, status="open", created_at=at, updated_at=at)
     insert_or_ignore(connection, trades, values, ["trade_key"])
-    return _read(connection, trade_key=trade.trade_key)
+    return read_trade(connection, trade_key=trade.trade_key)
 
 
 def open_trade(engine: Engine, trade: NewTrade, *, at: datetime) -> Trade:
@@ -181,7 +182,7 @@ def open_or_update_trade(connection: Connection, trade: NewTrade, *, at: datetim
     average price so far, so applying the same fills again changes nothing. Contracts already
     closed stay closed (open contracts grow by the difference only).
     """
-    existing = _read(connection, trade_key=trade.trade_key, lock=True)
+    existing = read_trade(connection, trade_key=trade.trade_key, lock=True)
     if existing is None:
         return open_trade_in(connection, trade, at=at)
     if (existing.contracts == trade.contracts and existing.entry_price == trade.entry_price
@@ -203,7 +204,7 @@ def open_or_update_trade(connection: Connection, trade: NewTrade, *, at: datetim
             updated_at=at,
         )
     )
-    return _read(connection, trade_id=existing.id)
+    return read_trade(connection, trade_id=existing.id)
 
 
 # ============================================================================ closing
@@ -218,7 +219,7 @@ def mark_exit_pending(engine: Engine, trade_id: int, *, intent_id: int, reason: 
             update(trades).where(trades.c.id == trade.id).values(exit_intent_id=intent_id, exit_reason=reason,
                                                                  updated_at=require_aware(at))
         )
-        return _read(connection, trade_id=trade.id)
+        return read_trade(connection, trade_id=trade.id)
 
 
 def close_trade_in(connection: Connection, trade_id: int, *, exit_price: float, exit_reason: str,
@@ -264,7 +265,7 @@ def close_trade_in(connection: Connection, trade_id: int, *, exit_price: float, 
             updated_at=at,
         )
     )
-    return _read(connection, trade_id=trade.id)
+    return read_trade(connection, trade_id=trade.id)
 
 
 def close_trade(engine: Engine, trade_id: int, *, exit_price: float, exit_reason: str, exit_time: datetime,
@@ -280,7 +281,7 @@ def close_trade(engine: Engine, trade_id: int, *, exit_price: float, exit_reason
 def add_exit_commission(connection: Connection, trade_id: int, amount: float, *, at: datetime) -> Trade:
     """Add a commission that arrived after the exit fill (IBKR reports commissions apart from
     executions): the exit commission grows and the net P&L shrinks by ``amount``."""
-    trade = _read(connection, trade_id=trade_id, lock=True)
+    trade = read_trade(connection, trade_id=trade_id, lock=True)
     if trade is None:
         raise LedgerStateError(f"no trade {trade_id} in the ledger")
     connection.execute(
@@ -290,7 +291,7 @@ def add_exit_commission(connection: Connection, trade_id: int, amount: float, *,
             updated_at=require_aware(at),
         )
     )
-    return _read(connection, trade_id=trade.id)
+    return read_trade(connection, trade_id=trade.id)
 
 
 def _check_reason(reason: str) -> None:
@@ -299,7 +300,7 @@ def _check_reason(reason: str) -> None:
 
 
 def _open_trade(connection: Connection, trade_id: int) -> Trade:
-    trade = _read(connection, trade_id=trade_id, lock=True)
+    trade = read_trade(connection, trade_id=trade_id, lock=True)
     if trade is None:
         raise LedgerStateError(f"no trade {trade_id} in the ledger")
     if not trade.is_open:
@@ -314,7 +315,7 @@ def get_trade(engine: Engine, trade_id: int | None = None, *, trade_key: str | N
     if (trade_id is None) == (trade_key is None):
         raise ValueError("give a trade id or a trade key")
     with engine.connect() as connection:
-        return _read(connection, trade_id=trade_id, trade_key=trade_key)
+        return read_trade(connection, trade_id=trade_id, trade_key=trade_key)
 
 
 def list_trades(engine: Engine, *, status: str | None = None, account: str | None = None,

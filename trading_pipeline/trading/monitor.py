@@ -94,7 +94,7 @@ from trading_pipeline.trading.order_gateway import (
     ReconcileReport,
     SubmitOutcome,
     SubmitResult,
-    _broker_order,
+    broker_order_of,
     broker_execution,
 )
 from trading_pipeline.trading.positions import PositionRow, open_position_views
@@ -276,7 +276,7 @@ def reconcile_exit_intents(gateway: OrderGateway) -> ReconcileReport:
         parsed = parse_order_ref(order_ref or "")
         return parsed is not None and parsed.purpose in (IntentPurpose.EXIT, IntentPurpose.LIQUIDATE)
 
-    broker_orders = [_broker_order(update) for update in gateway.broker.open_orders()
+    broker_orders = [broker_order_of(update) for update in gateway.broker.open_orders()
                      if update.status in KNOWN_BROKER_STATUSES and is_exit(update.order_ref)]
     executions = [broker_execution(report) for report in gateway.broker.executions(since=since)
                   if report.quantity > 0 and is_exit(report.order_ref)]

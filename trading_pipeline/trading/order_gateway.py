@@ -694,7 +694,7 @@ class OrderGateway:
         today = calendar.new_york_date(now)
         since = datetime.combine(today, wall_time(0), tzinfo=calendar.NEW_YORK).astimezone(timezone.utc)
         self.record_events()
-        broker_orders = [_broker_order(update) for update in self.broker.open_orders()
+        broker_orders = [broker_order_of(update) for update in self.broker.open_orders()
                          if update.status in KNOWN_BROKER_STATUSES]
         executions = [broker_execution(report) for report in self.broker.executions(since=since) if report.quantity > 0]
         intents = intents_for_reconciliation(self.engine, since_day=today)
@@ -1062,7 +1062,8 @@ def broker_execution(report: FillReport) -> BrokerExecution:
     )
 
 
-def _broker_order(update: OrderUpdate) -> BrokerOrder:
+def broker_order_of(update: OrderUpdate) -> BrokerOrder:
+    """The reconciliation's view of one of the broker's open orders."""
     return BrokerOrder(order_ref=update.order_ref or "", perm_id=update.perm_id, broker_order_id=update.order_id,
                        status=update.status, filled=int(round(update.filled)),
                        remaining=int(round(update.remaining)), symbol=update.contract.symbol)

@@ -799,7 +799,7 @@ def _write_order(engine: Engine, record: BrokerOrderRecord, *, intent_id: int | 
         return
     with write_transaction(engine) as connection:
         # The orders repository's own upsert (one row per perm id; known details never blanked).
-        ledger_orders._upsert_broker_order(
+        ledger_orders.upsert_broker_order(
             connection, perm_id=record.perm_id, at=at, status=record.status, filled=record.filled,
             remaining=remaining, avg_fill_price=avg, order_ref=record.order_ref or None,
             broker_order_id=record.broker_order_id, client_id=record.client_id, account=record.account or None,
