@@ -14,25 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import dagster as dg
 
 from trading_pipeline.defs.history.config import flex_inbox, import_run_config
 from trading_pipeline.defs.history.jobs import import_trade_history_job
-from trading_pipeline.defs.scans.sensors import InboxFile, plan_inbox
+from trading_pipeline.defs.scans.sensors import list_inbox, plan_inbox
 
 FLEX_SUFFIXES = (".xml",)
-
-
-def list_flex_inbox(inbox: Path) -> list[InboxFile]:
-    """The Flex statements in the folder (hidden files and other kinds left alone)."""
-    files = []
-    for path in inbox.iterdir():
-        if path.is_file() and path.suffix.lower() in FLEX_SUFFIXES and not path.name.startswith("."):
-            stat = path.stat()
-            files.append(InboxFile(name=path.name, mtime_ns=stat.st_mtime_ns, size=stat.st_size))
-    return files
 
 
 @dg.sensor(
@@ -47,7 +36,7 @@ def flex_inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
     if not inbox.is_dir():
         return dg.SkipReason(f"Flex inbox folder {inbox} does not exist; create it and drop Flex statements "
                              "(*.xml) there")
-    files = list_flex_inbox(inbox)
+    files = list_inbox(inbox, FLEX_SUFFIXES)
     cursor = json.loads(context.cursor) if context.cursor else {}
     plan = plan_inbox(files, cursor, now_ns=time.time_ns())
     if not plan.new_files:

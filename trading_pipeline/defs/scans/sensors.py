@@ -57,10 +57,11 @@ def plan_inbox(files: list[InboxFile], cursor: dict[str, str], *, now_ns: int) -
     return InboxPlan(new_files=new_files, settling=settling, cursor=next_cursor)
 
 
-def list_inbox(inbox: Path) -> list[InboxFile]:
+def list_inbox(inbox: Path, suffixes: tuple[str, ...] = (".csv",)) -> list[InboxFile]:
+    """The files of ``suffixes`` in the folder (hidden files and other kinds left alone)."""
     files = []
     for path in inbox.iterdir():
-        if path.is_file() and path.suffix.lower() == ".csv" and not path.name.startswith("."):
+        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             stat = path.stat()
             files.append(InboxFile(name=path.name, mtime_ns=stat.st_mtime_ns, size=stat.st_size))
     return files
