@@ -445,3 +445,11 @@ def value_position(
             view, profit_target_pct=profit_target_pct, stop_loss_pct=stop_loss_pct, time_exit_dte=time_exit_dte
         ),
     )
+
+
+def delivered_shares(side: str, right: str, contracts: int, multiplier: int) -> int:
+    """Shares an assignment / exercise delivers, signed as a position: a short put or a long
+    call buys the stock (+), a short call or a long put sells it (-)."""
+    buys = (right == "P") == (side == "short")
+    shares = contracts * multiplier
+    return shares if buys else -shares

@@ -43,7 +43,6 @@ the reason; the others are promoted anyway.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -53,6 +52,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, Engine, select, update
 
+from trading_pipeline.core.positions import delivered_shares
 from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.history import IMPORTED_SOURCE, load_executions, lock_history
 from trading_pipeline.ledger.schema import fills, flex_executions, order_intents, to_money, trade_lifecycles, trades
@@ -151,10 +151,9 @@ def _promote(connection: Connection, account: str | None, *, dry_run: bool, at: 
             continue
         trade_id = _write_trade(connection, row, terms, at)
         if row["exit_type"] in _STOCK_EVENTS and facts.has_stock_leg(row):
-            shares = row["quantity"] * terms["multiplier"]
-            buys = (row["right"] == "P") == (row["side"] == "short")  # short put / long call take the shares
+            shares = delivered_shares(row["side"], row["right"], int(row["quantity"]), int(terms["multiplier"]))
             record_stock_position(connection, source_trade_id=trade_id, account=row["account"],
-                                  symbol=row["underlying"], quantity=shares if buys else -shares,
+                                  symbol=row["underlying"], quantity=shares,
                                   cost_price=row["strike"], at=terms["exit_time"])
             stock_positions += 1
     return PromotionResult(
@@ -272,15 +271,9 @@ def _write_trade(connection: Connection, row: dict[str, Any], terms: dict[str, A
     return trade.id
 
 
-def _exec_ids(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = json.loads(value) if value.startswith("[") else value.split(",")
-    return [str(item) for item in value or []]
-
-
 def _own_trades(connection: Connection, lifecycles: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Lifecycle id -> the pipeline's own trade it is, for lifecycles opened by our orders."""
-    opening = {row["lifecycle_id"]: _exec_ids(row["open_exec_ids"]) for row in lifecycles}
+    opening = {row["lifecycle_id"]: list(row["open_exec_ids"] or []) for row in lifecycles}
     wanted = sorted({exec_id for ids in opening.values() for exec_id in ids})
     intent_of: dict[str, int] = {}
     for start in range(0, len(wanted), 500):

@@ -59,6 +59,7 @@ from trading_pipeline.broker.port import (
 )
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
+from trading_pipeline.core.positions import delivered_shares
 from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.staging import LedgerStateError
 from trading_pipeline.ledger.trades import Trade, close_trade_in, open_trades, record_stock_position
@@ -133,14 +134,6 @@ def has_settled(expiration: date, now: datetime) -> bool:
 
 def intrinsic_value(right: str, strike: float, underlying_price: float) -> float:
     return max(strike - underlying_price, 0.0) if right == "P" else max(underlying_price - strike, 0.0)
-
-
-def delivered_shares(side: str, right: str, contracts: int, multiplier: int) -> int:
-    """Shares an assignment / exercise delivers, signed as a position: a short put or a long
-    call buys the stock (+), a short call or a long put sells it (-)."""
-    buys = (right == "P") == (side == "short")
-    shares = contracts * multiplier
-    return shares if buys else -shares
 
 
 def matches_contract(trade: Trade, contract: Contract) -> bool:

@@ -56,7 +56,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -67,23 +68,9 @@ from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
 from trading_pipeline.core.execution_params import ExecutionParameters
 from trading_pipeline.core.exits import MARKET, ExitReason, ExitRules
-from trading_pipeline.core.intents import (
-    KNOWN_BROKER_STATUSES,
-    OPEN_STATUSES,
-    IntentPurpose,
-    IntentStatus,
-    parse_order_ref,
-    reconcile_intents,
-)
+from trading_pipeline.core.intents import OPEN_STATUSES, IntentPurpose, IntentStatus, parse_order_ref
 from trading_pipeline.errors import TradingPipelineError
-from trading_pipeline.ledger.orders import (
-    OrderIntent,
-    apply_reconciliation,
-    get_intent,
-    intents_for_reconciliation,
-    record_status,
-    recorded_exec_ids,
-)
+from trading_pipeline.ledger.orders import OrderIntent, get_intent, record_status
 from trading_pipeline.ledger.risk import get_trading_state
 from trading_pipeline.ledger.schema import entry_snapshots, exit_snapshots, order_intents, trades
 from trading_pipeline.ledger.staging import LedgerStateError, row_to
@@ -94,8 +81,6 @@ from trading_pipeline.trading.order_gateway import (
     ReconcileReport,
     SubmitOutcome,
     SubmitResult,
-    broker_order_of,
-    broker_execution,
 )
 from trading_pipeline.trading.positions import PositionRow, open_position_views
 
@@ -237,12 +222,8 @@ def _reconcile_at_start(engine: Engine, broker: BrokerPort, clock: Clock, dagste
     """The positions domain's start-of-job reconciliation, when its module is present. A
     failure stops a pass that may send exits (nothing is sent before the ledger agrees with
     the broker); a look-only pass notes it and goes on."""
-    try:
-        from trading_pipeline.trading.reconciliation import reconcile_at_job_start
-    except ModuleNotFoundError as missing:
-        if missing.name != "trading_pipeline.trading.reconciliation":
-            raise
-        return {"positions": "not run: trading.reconciliation is not installed"}
+    from trading_pipeline.trading.reconciliation import reconcile_at_job_start  # it imports this module
+
     try:
         summary = reconcile_at_job_start(engine, broker, clock=clock, dagster_run_id=dagster_run_id,
                                          trigger="monitor")
@@ -251,43 +232,21 @@ def _reconcile_at_start(engine: Engine, broker: BrokerPort, clock: Clock, dagste
             raise
         notes.append(f"the start-of-job reconciliation failed: {problem}")
         return {"positions": f"failed: {problem}"}
-    if isinstance(summary, dict):
-        notes.extend(f"review: {line}" for line in summary.get("review") or [])
-        notes.extend(f"reconciliation: {line}" for line in summary.get("errors") or [])
+    notes.extend(f"review: {line}" for line in summary.get("review") or [])
+    notes.extend(f"reconciliation: {line}" for line in summary.get("errors") or [])
     return {"positions": summary}
 
 
 def reconcile_exit_intents(gateway: OrderGateway) -> ReconcileReport:
-    """``OrderGateway.reconcile`` limited to exit and liquidation orders: the ledger's open
-    EXIT / LIQUIDATE intents (and those of today) against the broker's open orders and today's
-    executions carrying such refs. Their missing fills are recorded (the fill hook closes the
-    trades); statuses are brought forward; nothing is sent.
+    """``OrderGateway.reconcile`` limited to exit and liquidation orders: their missing fills
+    are recorded (the fill hook closes the trades); statuses are brought forward; nothing is
+    sent.
 
     Limited on purpose: a monitoring pass may run while an execution morning works its entry
     orders with another client id, and reconciling those here could flag an entry the morning
     has claimed but not yet placed (SENT, not yet at the broker) as UNKNOWN under its feet.
     Entry fills are the morning's and the start-of-job reconciliation's business."""
-    now = gateway.clock.now()
-    today = calendar.new_york_date(now)
-    since = datetime.combine(today, time(0), tzinfo=calendar.NEW_YORK).astimezone(timezone.utc)
-    gateway.record_events()
-
-    def is_exit(order_ref: str | None) -> bool:
-        parsed = parse_order_ref(order_ref or "")
-        return parsed is not None and parsed.purpose in (IntentPurpose.EXIT, IntentPurpose.LIQUIDATE)
-
-    broker_orders = [broker_order_of(update) for update in gateway.broker.open_orders()
-                     if update.status in KNOWN_BROKER_STATUSES and is_exit(update.order_ref)]
-    executions = [broker_execution(report) for report in gateway.broker.executions(since=since)
-                  if report.quantity > 0 and is_exit(report.order_ref)]
-    intents = [intent for intent in intents_for_reconciliation(gateway.engine, since_day=today)
-               if is_exit(intent.order_ref)]
-    recorded = recorded_exec_ids(gateway.engine, [execution.exec_id for execution in executions])
-    result = reconcile_intents(intents, broker_orders, executions, recorded, executions_since=since)
-    applied = apply_reconciliation(gateway.engine, result, at=gateway.clock.now())
-    return ReconcileReport(at=now, intents_checked=len(intents), open_broker_orders=len(broker_orders),
-                           executions=len(executions), executions_since=since, reconciliation=result,
-                           applied=applied)
+    return gateway.reconcile(purposes=(IntentPurpose.EXIT, IntentPurpose.LIQUIDATE))
 
 
 def _wait_for_fills(broker: BrokerPort, engine: Engine, sent: Sequence["ExitAction"], seconds: float,
@@ -497,32 +456,25 @@ class _ExitPlanner:
 # ============================================================================ snapshots
 
 
-def _snapshot_service():
-    """``trading.snapshots`` when it is installed, else None (the pass goes on without it)."""
-    try:
-        from trading_pipeline.trading import snapshots
-    except ModuleNotFoundError as missing:
-        if missing.name != "trading_pipeline.trading.snapshots":
-            raise
-        return None
-    return snapshots
-
-
 def capture_snapshots(engine: Engine, broker: BrokerPort, *, clock: Clock, now: datetime,
                       trade_ids: Sequence[int] | None = None) -> dict:
     """Entry snapshots of open trades opened within ENTRY_SNAPSHOT_MAX_AGE that have none, and
     exit snapshots of trades closed within EXIT_SNAPSHOT_MAX_AGE that have none (``trade_ids``:
     only those trades' entry snapshots). Never raises: a failure is counted and named."""
-    service = _snapshot_service()
-    if service is None:
-        return {"entry": 0, "exit": 0, "note": "not captured: trading.snapshots is not installed"}
+    from trading_pipeline.trading import snapshots as service
+    from trading_pipeline.ingest.earnings import load_earnings_calendar
+
+    try:
+        earnings = load_earnings_calendar()  # once per pass, not once per trade
+    except Exception:  # noqa: BLE001 - a bad calendar file: each capture records the problem itself
+        earnings = None
     counts: dict[str, Any] = {"entry": 0, "exit": 0, "failed": []}
     try:
         entries, exits = _snapshots_due(engine, now, trade_ids)
     except Exception as problem:  # noqa: BLE001 - snapshots never stop monitoring or trading
         counts["failed"].append(f"listing the trades to snapshot: {problem}")
         return counts
-    for kind, due, capture in (("entry", entries, service.capture_entry_snapshot),
+    for kind, due, capture in (("entry", entries, partial(service.capture_entry_snapshot, earnings=earnings)),
                                ("exit", exits, service.capture_exit_snapshot)):
         for trade in due:
             try:

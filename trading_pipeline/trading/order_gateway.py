@@ -65,7 +65,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time as wall_time, timezone
 from decimal import Decimal
@@ -101,6 +101,7 @@ from trading_pipeline.core.intents import (
     Reconciliation,
     deterministic_order_ref,
     is_our_order_ref,
+    parse_order_ref,
     reconcile_intents,
 )
 from trading_pipeline.core.risk import (
@@ -684,20 +685,31 @@ class OrderGateway:
             statuses += 1
         return RecordedEvents(statuses, fills_new, fills_known, ignored, events)
 
-    def reconcile(self) -> ReconcileReport:
+    def reconcile(self, purposes: Collection[IntentPurpose] | None = None) -> ReconcileReport:
         """Bring the ledger in line with the broker (at the start of every trading run, before
         anything is sent): ``core.intents.reconcile_intents`` on the ledger's intents, the
         broker's open orders and its executions since the start of today (New York), then
         applied in one transaction. Missing fills are recorded; intents that cannot be
-        explained are marked UNKNOWN for review; nothing is ever re-sent."""
+        explained are marked UNKNOWN for review; nothing is ever re-sent. ``purposes`` limits
+        it to the orders of those purposes (by their orderRef): a monitoring pass reconciles its
+        exits only, beside a morning that works its entries."""
         now = self.clock.now()
         today = calendar.new_york_date(now)
         since = datetime.combine(today, wall_time(0), tzinfo=calendar.NEW_YORK).astimezone(timezone.utc)
         self.record_events()
+
+        def wanted(order_ref: str | None) -> bool:
+            if purposes is None:
+                return True
+            parsed = parse_order_ref(order_ref or "")
+            return parsed is not None and parsed.purpose in purposes
+
         broker_orders = [broker_order_of(update) for update in self.broker.open_orders()
-                         if update.status in KNOWN_BROKER_STATUSES]
-        executions = [broker_execution(report) for report in self.broker.executions(since=since) if report.quantity > 0]
-        intents = intents_for_reconciliation(self.engine, since_day=today)
+                         if update.status in KNOWN_BROKER_STATUSES and wanted(update.order_ref)]
+        executions = [broker_execution(report) for report in self.broker.executions(since=since)
+                      if report.quantity > 0 and wanted(report.order_ref)]
+        intents = [intent for intent in intents_for_reconciliation(self.engine, since_day=today)
+                   if wanted(intent.order_ref)]
         recorded = recorded_exec_ids(self.engine, [execution.exec_id for execution in executions])
         result = reconcile_intents(intents, broker_orders, executions, recorded, executions_since=since)
         applied = apply_reconciliation(self.engine, result, at=self.clock.now())

@@ -50,7 +50,7 @@ from trading_pipeline.broker.port import (
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
 from trading_pipeline.core.exits import ExitDecision, ExitRules, decide_exit
-from trading_pipeline.core.positions import PositionValue, PositionView
+from trading_pipeline.core.positions import PositionValue, PositionView, signed_quantity
 from trading_pipeline.ledger.trades import Trade, open_trades
 
 # Underlyings quoted as indices (their options are cash settled); everything else is a stock.
@@ -219,7 +219,7 @@ def _note_quantity_mismatches(entries: Sequence[_Entry]) -> None:
     for entry in entries:
         if entry.where == WHERE_BOTH:
             key = id(entry.broker)
-            ledger_by_contract[key] = ledger_by_contract.get(key, 0) + _signed(entry.trade)
+            ledger_by_contract[key] = ledger_by_contract.get(key, 0) + signed_quantity(entry.trade.side, entry.trade.open_contracts)
     for entry in entries:
         if entry.where != WHERE_BOTH:
             continue
@@ -228,10 +228,6 @@ def _note_quantity_mismatches(entries: Sequence[_Entry]) -> None:
         if not math.isclose(ledger, held):
             entry.notes.append(f"quantity differs: the ledger's open trades of this contract hold {ledger:+d}, "
                                f"the broker {held:+g} (tp reconcile-positions)")
-
-
-def _signed(trade: Trade) -> int:
-    return -trade.open_contracts if trade.side == "short" else trade.open_contracts
 
 
 def _symbol(entry: _Entry) -> str:

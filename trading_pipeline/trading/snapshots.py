@@ -74,6 +74,7 @@ from trading_pipeline.ledger.snapshots import (
     staging_context,
 )
 from trading_pipeline.ledger.trades import Trade, open_trades
+from trading_pipeline.trading.positions import underlying_spec  # one place for the index classes
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ T = TypeVar("T")
 
 STOCK_BARS = 260  # SMA 200 plus its slope, and a 52-week window
 MARKET_BARS = 60  # SMA 50 and its 5-session slope
-INDEX_SYMBOLS = frozenset({"SPX", "XSP", "NDX", "RUT", "VIX", "DJX", "OEX"})
 # Failures of the connection itself: the capture as a whole failed (and may be taken again).
 CONNECTION_FAILURES = (BrokerDisconnected, BrokerConnectionError)
 
@@ -320,11 +320,6 @@ def capture_position_snapshots(engine, broker: BrokerPort, *, trading_day: date,
 
 def option_spec(trade: Trade) -> ContractSpec:
     return ContractSpec.option(trade.symbol, trade.expiration, trade.strike, trade.right)
-
-
-def underlying_spec(symbol: str) -> ContractSpec:
-    """A stock, or an index for the index symbols (SPX, XSP, NDX, ...)."""
-    return ContractSpec.index(symbol) if symbol.upper() in INDEX_SYMBOLS else ContractSpec.stock(symbol)
 
 
 def qualify_each(broker: BrokerPort, specs: Sequence[ContractSpec], gaps: _Gaps) -> list[Contract | None]:

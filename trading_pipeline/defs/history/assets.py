@@ -46,10 +46,10 @@ from trading_pipeline.defs.metadata import markdown_table
 from trading_pipeline.defs.resources import LedgerResource
 from trading_pipeline.defs.staging.assets import BROKER_POOL, connected_broker
 from trading_pipeline.errors import TradingPipelineError
+from trading_pipeline.ledger.schema import LIFECYCLE_EXIT_TYPES
 
 HISTORY_POOL = "trade_history"
 GROUP = "history"
-EXIT_TYPES = ("btc", "stc", "expiration", "assignment", "exercise", "open")
 LIFECYCLE_PREVIEW = ["account", "underlying", "right", "strike", "expiry", "side", "quantity", "open_price",
                      "close_price", "exit_type", "open_date", "close_date", "net_pnl", "confidence"]
 
@@ -153,7 +153,7 @@ def flex_raw_imports(context: dg.AssetExecutionContext, config: FlexImportConfig
 
 def lifecycle_metadata(lifecycles: list[dict], gaps: int, rebuilt: dict) -> dict:
     """Counts by exit type, open, gaps, total net P&L and the best ten by net P&L."""
-    by_exit = {exit_type: 0 for exit_type in EXIT_TYPES}
+    by_exit = {exit_type: 0 for exit_type in LIFECYCLE_EXIT_TYPES}
     for row in lifecycles:
         by_exit[row["exit_type"]] = by_exit.get(row["exit_type"], 0) + 1
     closed = [row for row in lifecycles if row["exit_type"] != "open"]
@@ -228,7 +228,7 @@ def promoted_trades(context: dg.AssetExecutionContext, config: PromoteConfig, le
                                     dry_run=config.dry_run, at=_now())
     except TradingPipelineError as problem:
         raise dg.Failure(description=str(problem)) from None
-    summary = jsonable(_as_dict(result))
+    summary = jsonable(result.as_dict())
     metadata = {
         "dry_run": config.dry_run,
         "account": config.account or "all",
@@ -250,15 +250,6 @@ def promoted_trades(context: dg.AssetExecutionContext, config: PromoteConfig, le
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=metadata))
         return
     yield dg.Output(None, metadata=metadata)
-
-
-def _as_dict(result) -> dict:
-    """A service result as a dict (its as_dict() when it has one, else its fields)."""
-    if hasattr(result, "as_dict"):
-        return result.as_dict()
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(result) if is_dataclass(result) else dict(result)
 
 
 # ============================================================================ enrichment
