@@ -123,6 +123,26 @@ def _quote_value(value: float | None) -> float | None:
     return value
 
 
+def position_mid(bid: float | None, ask: float | None) -> float | None:
+    """The mid of an option quote for valuing a position: a bid of 0 counts (a far
+    out-of-the-money option quoted 0 / 0.05 is worth about 0.025, not nothing); None without
+    an ask above 0, or when the quote is crossed. Prices as :func:`_quote_value` reads them."""
+    bid, ask = _quote_value(bid), _quote_value(ask)
+    if bid is None or ask is None or ask <= 0 or ask < bid:
+        return None
+    return (bid + ask) / 2
+
+
+def position_mark(bid: float | None, ask: float | None, last: float | None) -> float | None:
+    """The price a position is valued at: the mid (:func:`position_mid`), else the last
+    price above 0, else None. Monitoring, exits and snapshots all use this one rule."""
+    mid = position_mid(bid, ask)
+    if mid is not None:
+        return mid
+    last = _quote_value(last)
+    return last if last is not None and last > 0 else None
+
+
 def _optional_number(value: float | None) -> float | None:
     """A greek or IV: None for missing or NaN (greeks may be negative)."""
     if value is None:
@@ -193,18 +213,10 @@ class PositionView:
             set_(self, name, _optional_number(getattr(self, name)))
         # The quote figures every rule reads, computed once (the view never changes); kept
         # outside the dataclass fields so equality and repr show only what was given.
-        bid, ask = self.bid, self.ask
-        two_sided = bid is not None and ask is not None and ask > 0 and ask >= bid
-        mid = (bid + ask) / 2 if two_sided else None  # type: ignore[operator]
-        if mid is not None:
-            mark = mid
-        elif self.last is not None and self.last > 0:
-            mark = self.last
-        else:
-            mark = None
-        set_(self, "_two_sided", two_sided)
+        mid = position_mid(self.bid, self.ask)
+        set_(self, "_two_sided", mid is not None)
         set_(self, "_mid", mid)
-        set_(self, "_mark", mark)
+        set_(self, "_mark", position_mark(self.bid, self.ask, self.last))
         set_(self, "_premium", premium_received(self.entry_price, self.contracts, self.multiplier))
         set_(self, "_description", f"{self.symbol} {self.expiration.isoformat()} {self.strike:g} {self.right} "
                                    f"x{self.contracts} {self.side}")

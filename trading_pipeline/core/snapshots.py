@@ -46,7 +46,7 @@ import polars as pl
 
 from trading_pipeline.core.calendar import new_york_date
 from trading_pipeline.core.indicators import compute_indicators
-from trading_pipeline.core.positions import PositionView, premium_received
+from trading_pipeline.core.positions import PositionView, position_mark, position_mid, premium_received
 
 FIELDS_VERSION = 1
 
@@ -359,19 +359,20 @@ class OptionMarket:
 
     @property
     def mid(self) -> float | None:
-        bid, ask = _num(self.bid), _num(self.ask)
-        if bid is None or ask is None or bid <= 0 or ask < bid:
-            return None
+        """Monitoring's mid (core.positions.position_mid: a bid of 0 counts)."""
+        mid = position_mid(self.bid, self.ask)
         # Six places, as the ledger keeps prices: (0.54 + 0.60) / 2 is 0.57, not 0.5700000000000001.
-        return round((bid + ask) / 2.0, 6)
+        return None if mid is None else round(mid, 6)
 
     @property
     def mark(self) -> float | None:
-        """Mid, else last, else the previous close."""
-        for value in (self.mid, _num(self.last), _num(self.close)):
-            if value is not None and value >= 0:
-                return value
-        return None
+        """Monitoring's mark (core.positions.position_mark: the mid, else the last price), else
+        the previous close: a snapshot records a premium even before the day's first trade."""
+        mark = position_mark(self.bid, self.ask, self.last)
+        if mark is not None:
+            return round(mark, 6)
+        close = _num(self.close)
+        return close if close is not None and close >= 0 else None
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,25 @@ def test_position_snapshot_follows_the_monitoring_rule():
                                      option=OptionMarket(bid=0.4, ask=0.5), stock_price=240.0, vix=None,
                                      spy_price=None)
     assert closed["current_pnl"] is None and closed["stock_price"] == 240.0
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "last", "close", "mid", "mark"),
+    [
+        (0.0, 0.05, None, 0.10, 0.025, 0.025),  # a zero bid counts, as in monitoring
+        (0.50, 0.60, 0.58, 0.40, 0.55, 0.55),
+        (None, None, 0.58, 0.40, None, 0.58),  # no quote: the last price
+        (None, None, None, 0.40, None, 0.40),  # nothing today: the previous close (snapshots only)
+        (0.70, 0.60, None, None, None, None),  # crossed: no mid
+    ],
+)
+def test_snapshot_mid_and_mark_follow_the_positions_rule(bid, ask, last, close, mid, mark):
+    from trading_pipeline.core.positions import position_mark, position_mid
+
+    option = OptionMarket(bid=bid, ask=ask, last=last, close=close)
+    assert option.mid == mid
+    assert option.mark == mark
+    if mid is not None:
+        assert option.mid == pytest.approx(position_mid(bid, ask))
+    if last is not None or mid is not None:
+        assert option.mark == pytest.approx(position_mark(bid, ask, last))
