@@ -44,6 +44,10 @@ computed by ``core.options_math`` from the bid/ask mid, the underlying's price, 
 broker's time to the expiry's close, ``risk_free_rate`` and a zero dividend yield
 (``source="computed"``).
 
+*Price grids.* ``price_increments`` reads each contract's marketRuleIds from its contract
+details and the rule itself with reqMarketRule, both cached for the adapter's life (rules do
+not change); what TWS does not answer gets the port's conservative fallback grid, not cached.
+
 *Pacing.* TWS disconnects clients that send more than 50 messages per second; ib_async
 paces requests at ``IBKR_MAX_MESSAGES_PER_SECOND`` (45 by default; 0 turns pacing off,
 for the simulator).
@@ -97,9 +101,11 @@ from trading_pipeline.broker.port import (
     Position,
     Quote,
     SecType,
+    fallback_increments,
 )
 from trading_pipeline.broker.settings import BrokerSettings, mask_account
 from trading_pipeline.core import calendar
+from trading_pipeline.core.pricing import PriceIncrements
 from trading_pipeline.core.options_math import implied_volatility_and_greeks
 from trading_pipeline.errors import ConfigurationError
 
@@ -286,6 +292,9 @@ class IbkrBroker:
         self._tracks: dict[int, _OrderTrack] = {}
         self._request_locks: dict[str, asyncio.Lock] = {}
         self._underlyings: dict[str, ib_async.Contract] = {}
+        # Price grids (price_increments): the market rule id of each conId, the rule of each id.
+        self._rule_ids: dict[int, int] = {}
+        self._market_rules: dict[int, PriceIncrements] = {}
 
     # ------------------------------------------------------------------ connection
 
@@ -356,6 +365,15 @@ class IbkrBroker:
         return self._call(
             f"the {spec.right} options of {spec.symbol} expiring {expiry.isoformat()}",
             lambda: self._strikes_near(spec, price, count, pct, side), retry=True)
+
+    def price_increments(self, contracts: Sequence[Contract]) -> list[PriceIncrements]:
+        """Each contract's market rule (see the port); the fallback grid where TWS gives none."""
+        if not contracts:
+            return []
+        for contract in contracts:
+            _require_qualified(contract)
+        return self._call("the price increments (market rules)",
+                          lambda: self._price_increments(list(contracts)), retry=True)
 
     # ------------------------------------------------------------------ market data
 
@@ -806,6 +824,66 @@ class IbkrBroker:
             chosen = [c for c in listed if abs(c.strike - price) <= price * pct / 100.0]
         return sorted(chosen, key=lambda c: c.strike)
 
+    async def _price_increments(self, contracts: list[Contract]) -> list[PriceIncrements]:
+        problems: dict[int, str] = {}
+        unknown = list({c.con_id: c for c in contracts if c.con_id not in self._rule_ids}.values())
+        for contract, problem in zip(unknown, await asyncio.gather(*(self._learn_rule_id(c) for c in unknown))):
+            if problem:
+                problems[contract.con_id] = problem
+        wanted = sorted({self._rule_ids[c.con_id] for c in contracts if c.con_id in self._rule_ids}
+                        - set(self._market_rules))
+        rule_problems = dict(zip(wanted, await asyncio.gather(*(self._learn_rule(rule_id) for rule_id in wanted))))
+        grids = []
+        for contract in contracts:
+            rule_id = self._rule_ids.get(contract.con_id)
+            grid = self._market_rules.get(rule_id) if rule_id is not None else None
+            if grid is None:
+                why = problems.get(contract.con_id) or rule_problems.get(rule_id) or "no market rule"
+                log.warning("no price grid for %s (%s): pricing on the fallback grid", contract.describe(), why)
+                grid = fallback_increments(f"{contract.describe()}: {why}")
+            grids.append(grid)
+        return grids
+
+    async def _learn_rule_id(self, contract: Contract) -> str:
+        """Remember the market rule id of ``contract``; the problem in words when TWS gives none."""
+        try:
+            details = await asyncio.wait_for(self._ib.reqContractDetailsAsync(_ib_contract(contract)),
+                                             self.settings.timeout)
+        except TimeoutError:
+            return "the contract details did not come in time"
+        except ib_async.RequestError as problem:
+            return f"IBKR error {problem.code}: {problem.message}"
+        matching = [d for d in details if d.contract is not None and d.contract.conId == contract.con_id] or details
+        if not matching:
+            return "IBKR sent no contract details"
+        detail = matching[0]
+        rule_id = choose_market_rule_id(detail.marketRuleIds, detail.validExchanges,
+                                        detail.contract.primaryExchange if detail.contract else "")
+        if rule_id is None:
+            return f"no usable market rule id in {detail.marketRuleIds!r}"
+        self._rule_ids[contract.con_id] = rule_id
+        return ""
+
+    async def _learn_rule(self, rule_id: int) -> str:
+        """Remember market rule ``rule_id``; the problem in words when TWS does not answer it."""
+        # ib_async keys the request by its id: two at once would orphan one.
+        async with self._lock(f"marketRule-{rule_id}"):
+            if rule_id in self._market_rules:
+                return ""
+            try:
+                increments = await asyncio.wait_for(self._ib.reqMarketRuleAsync(rule_id), self.settings.timeout)
+            except TimeoutError:
+                increments = None
+            if not increments:
+                return f"market rule {rule_id} was not answered"
+            try:
+                grid = PriceIncrements(tuple((float(p.lowEdge), float(p.increment)) for p in increments),
+                                       f"market rule {rule_id}")
+            except ValueError as problem:
+                return f"market rule {rule_id} is unusable: {problem}"
+            self._market_rules[rule_id] = grid
+            return ""
+
     async def _quotes(self, contracts: list[Contract]) -> list[Quote]:
         now = await self._current_time()
         unique = list({contract.con_id: contract for contract in contracts}.values())
@@ -1232,6 +1310,19 @@ def greeks_from_mid(*, rights: Sequence[str], spots: Sequence[float | None],
 
 
 # ============================================================================ conversions
+
+
+def choose_market_rule_id(market_rule_ids: str, valid_exchanges: str, primary_exchange: str) -> int | None:
+    """The market rule of a contract's orders, from its contract details (see
+    ``BrokerPort.price_increments``): ``marketRuleIds`` lists one id per ``validExchanges``
+    entry; the primary exchange's when it is listed, else the first listed exchange's.
+    None when no id is usable."""
+    ids = [text.strip() for text in (market_rule_ids or "").split(",")]
+    exchanges = [text.strip() for text in (valid_exchanges or "").split(",")]
+    chosen = ids[0] if ids else ""
+    if primary_exchange and primary_exchange in exchanges and len(ids) == len(exchanges):
+        chosen = ids[exchanges.index(primary_exchange)]
+    return int(chosen) if chosen.isdigit() else None
 
 
 def _require_qualified(contract: Contract) -> None:

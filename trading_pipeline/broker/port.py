@@ -28,6 +28,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
+from trading_pipeline.core.pricing import FALLBACK_OPTION_INCREMENTS, PriceIncrements
 from trading_pipeline.errors import TradingPipelineError
 
 # ============================================================================ errors
@@ -535,6 +536,16 @@ class ConnectionInfo:
     account: str                  # the account orders go to (IBKR_ACCOUNT or the only one)
 
 
+# ============================================================================ price grids
+
+
+def fallback_increments(reason: str) -> PriceIncrements:
+    """:data:`FALLBACK_OPTION_INCREMENTS` (see :meth:`BrokerPort.price_increments`), saying why
+    it is used."""
+    return PriceIncrements(FALLBACK_OPTION_INCREMENTS.bands,
+                           f"fallback ({reason}): the non-penny grid, 0.05 below $3, 0.10 above")
+
+
 # ============================================================================ the port
 
 
@@ -565,6 +576,27 @@ class BrokerPort(Protocol):
         """The listed options of one expiry closest to ``price``: the ``count`` nearest
         strikes, or those within ``pct`` percent of it; ``side`` "below" / "above" keeps one
         side only. Sorted by strike."""
+        ...
+
+    def price_increments(self, contracts: Sequence[Contract]) -> list[PriceIncrements]:
+        """The price grid of each contract, in order: the prices its orders may carry (IBKR's
+        market rule: TWS refuses any other limit with error 110).
+
+        Which rule: contract details list one market rule id per valid exchange. Orders go
+        through SMART, and SMART routes to whichever exchange; the rule used is that of the
+        contract's **primary exchange** when it is among the listed ones, else that of the
+        **first listed exchange** (SMART itself in TWS's listings; options have no primary
+        exchange). US option exchanges apply one grid per class (penny program or not), so
+        the listed rules describe the same grid in practice.
+
+        Whatever the broker cannot answer (no contract details, no rule id, a rule request
+        that times out, an empty rule) gives :data:`FALLBACK_OPTION_INCREMENTS`: **0.05 below
+        $3 and 0.10 at or above**, the non-penny grid. Every point of it is also a point of
+        the penny-program grid (0.01 / 0.05) and of the all-penny grid, so an order priced on
+        it is accepted whatever the class; the penny-program grid would NOT be safe (3.15 or
+        2.97 is refused on a non-penny class). Its ``source`` starts with "fallback" and says
+        why. Answers are cached per conId and per rule id; fallbacks are not (the next call
+        asks again)."""
         ...
 
     # --- market data

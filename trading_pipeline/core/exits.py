@@ -27,6 +27,14 @@ the premium each time; the fill management of the service re-prices an order tha
 fill. Without a two-sided quote the far side alone is used (the ask of a buy), else the last
 price rounded the same way. A limit is always at least one tick (the broker refuses 0).
 
+The tick is the contract's price grid (``core.pricing``: a plain tick, or the exchange's
+market rule, e.g. 0.01 below $3 and 0.05 above for a penny-program class): every limit is a
+point of that grid, since the broker refuses any other price (TWS error 110). When the grid
+is coarser than the quote (the conservative fallback grid on a penny quote), the far side
+itself is rounded away from the mid onto the grid (the ask of a buy up, the bid of a sell
+down): the limit then crosses the far side by less than one increment and fills at the
+market's price, where a limit rounded the other way might never fill.
+
 Cases without an exit order, each with an explanation:
 
 - **no quote** (no mid and no last price): "no quote: cannot decide" (a due time exit is
@@ -66,7 +74,7 @@ from trading_pipeline.core.positions import (
     position_alerts,
     value_position,
 )
-from trading_pipeline.core.pricing import DEFAULT_TICK, round_down_to_tick, round_up_to_tick
+from trading_pipeline.core.pricing import DEFAULT_TICK, Tick, price_grid
 from trading_pipeline.errors import ConfigurationError
 
 __all__ = [
@@ -309,32 +317,34 @@ def close_action(side: str) -> str:
     raise ValueError(f"side must be 'short' or 'long', not {side!r}")
 
 
-def close_limit_price(view: PositionView, tick: float = DEFAULT_TICK) -> float | None:
+def close_limit_price(view: PositionView, tick: Tick = DEFAULT_TICK) -> float | None:
     """The limit of an order closing ``view`` (see the module docstring); None without any price.
 
-    Buy to close: mid rounded up to the tick, at most the ask; else the ask; else the last
+    Buy to close: mid rounded up to the grid, at most the ask; else the ask; else the last
     price rounded up. Sell to close: mid rounded down, at least the bid; else the bid; else
-    the last price rounded down. Never below one tick."""
+    the last price rounded down. Never below one tick; always a point of ``tick``'s grid
+    (a plain tick or the contract's :class:`~trading_pipeline.core.pricing.PriceIncrements`)."""
+    grid = price_grid(tick)
     mid = view.mid
     if view.side == "short":
         if mid is not None:
-            price = min(round_up_to_tick(mid, tick), view.ask)  # type: ignore[type-var]
+            price = min(grid.round_up(mid), grid.round_up(view.ask))  # type: ignore[arg-type]
         elif view.ask is not None and view.ask > 0:
-            price = view.ask
+            price = grid.round_up(view.ask)
         elif view.last is not None and view.last > 0:
-            price = round_up_to_tick(view.last, tick)
+            price = grid.round_up(view.last)
         else:
             return None
     else:
         if mid is not None:
-            price = max(round_down_to_tick(mid, tick), view.bid)  # type: ignore[type-var]
+            price = max(grid.round_down(mid), grid.round_down(view.bid))  # type: ignore[arg-type]
         elif view.bid is not None and view.bid > 0:
-            price = view.bid
+            price = grid.round_down(view.bid)
         elif view.last is not None and view.last > 0:
-            price = round_down_to_tick(view.last, tick)
+            price = grid.round_down(view.last)
         else:
             return None
-    return round(max(price, tick), 10)
+    return round(max(price, grid.bands[0][1]), 10)
 
 
 def _hold(view: PositionView, explanation: str, *, mark: float | None, pnl_pct: float | None, dte: int) -> ExitDecision:
@@ -347,9 +357,10 @@ def opened_inside_time_window(view: PositionView, rules: ExitRules) -> bool:
     return view.entry_day is not None and (view.expiration - view.entry_day).days <= rules.time_exit_dte
 
 
-def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: float = DEFAULT_TICK) -> ExitDecision:
+def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: Tick = DEFAULT_TICK) -> ExitDecision:
     """The exit of one position under ``rules`` (priority profit > stop > time); see the
-    module docstring for the rules, the orders and the cases without an exit."""
+    module docstring for the rules, the orders and the cases without an exit. ``tick``: the
+    contract's price grid (a plain tick or its market rule); a limit is a point of it."""
     dte = view.dte
     mark = view.mark
     if dte < 0:
@@ -402,7 +413,7 @@ def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: flo
 
 
 def decide_exits(
-    views: Iterable[PositionView], rules: ExitRules = ExitRules(), *, tick: float = DEFAULT_TICK
+    views: Iterable[PositionView], rules: ExitRules = ExitRules(), *, tick: Tick = DEFAULT_TICK
 ) -> list[ExitDecision]:
     """One decision per view, in order (a plain loop: 500 positions take about a millisecond)."""
     return [decide_exit(view, rules, tick=tick) for view in views]

@@ -40,6 +40,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 from trading_pipeline.core import calendar
+from trading_pipeline.sim import ticks
 from trading_pipeline.sim.types import Instrument, SecType
 from trading_pipeline.sim.universe import Underlying
 
@@ -72,6 +73,10 @@ PENNY_OPTION_NAMES: frozenset[str] = frozenset(
 
 # Cash-settled index options quoted in nickels and dimes.
 _NICKEL_INDEX_SYMBOLS = frozenset({"SPX", "NDX", "RUT"})
+
+# Equity options outside the penny program: 0.05 below $3, 0.10 at or above (a few
+# high-priced names; every other name not in PENNY_OPTION_NAMES is in the penny program).
+NICKEL_OPTION_NAMES: frozenset[str] = frozenset({"NVR", "AZO", "MTD", "TDG", "FICO"})
 
 
 @dataclass(frozen=True)
@@ -302,17 +307,25 @@ def strike_to_tenths(strike: float) -> int:
 # ----- ticks -----
 
 
-def option_tick(underlying_symbol: str, price: float) -> float:
-    """The price increment of ``underlying_symbol``'s options at ``price``."""
+def option_market_rule_id(underlying_symbol: str) -> int:
+    """The market rule (price grid, sim/ticks.py) of ``underlying_symbol``'s options."""
     if underlying_symbol in _NICKEL_INDEX_SYMBOLS:
-        return 0.05 if price < 3.0 else 0.10
+        return ticks.INDEX_OPTION_RULE
     if underlying_symbol in PENNY_OPTION_NAMES:
-        return 0.01
-    return 0.01 if price < 3.0 else 0.05
+        return ticks.OPTION_PENNY_EVERYWHERE_RULE
+    if underlying_symbol in NICKEL_OPTION_NAMES:
+        return ticks.OPTION_NICKEL_DIME_RULE
+    return ticks.OPTION_PENNY_PROGRAM_RULE
+
+
+def option_tick(underlying_symbol: str, price: float) -> float:
+    """The price increment of ``underlying_symbol``'s options at ``price`` (its market rule)."""
+    return ticks.increment(option_market_rule_id(underlying_symbol), price)
 
 
 def option_min_tick(underlying_symbol: str) -> float:
-    return 0.05 if underlying_symbol in _NICKEL_INDEX_SYMBOLS else 0.01
+    """The smallest increment (TWS's minTick): the rule's increment below $3."""
+    return ticks.increment(option_market_rule_id(underlying_symbol), 0.0)
 
 
 # ----- OCC symbols and conIds -----
@@ -393,4 +406,5 @@ def make_option(
         underlying_con_id=underlying.con_id,
         underlying_symbol=underlying.symbol,
         underlying_sec_type=underlying.sec_type,
+        market_rule_id=option_market_rule_id(underlying.symbol),
     )

@@ -29,7 +29,8 @@ Events, in order:
 Synchronous refusals raise ``SimError``: 200 unknown contract, 201 rejected (with TWS's
 "Order rejected - reason:" text), 103 duplicate order id, 104 modifying a filled order, 105
 a modification that changes the contract, side or parent, 10147 / 10148 cancelling an
-unknown / finished order.
+unknown / finished order, 110 a limit, stop or MIDPRICE cap off the contract's price grid
+(its market rule, sim/ticks.py; a refused modification leaves the order as it was).
 
 Time: ``advance_to`` / ``advance`` run every minute boundary of every regular session in
 between (resting orders are evaluated at each), and at each session close (early closes
@@ -82,7 +83,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 
 from trading_pipeline.core import calendar
-from trading_pipeline.sim import chains
+from trading_pipeline.sim import chains, ticks
 from trading_pipeline.sim.account import Account, AccountSnapshot, expiry_trades, order_commission
 from trading_pipeline.sim.clock import SimClock
 from trading_pipeline.sim.instruments import InstrumentCatalog
@@ -396,6 +397,8 @@ class SimBroker:
         today = self.today()
         last_day = chains.last_trading_day(instrument) if instrument.is_option else None
         validate_request(request, instrument, today, last_day)
+        # TWS's error 110: a limit, stop or MIDPRICE cap off the contract's price grid.
+        ticks.check_prices(instrument.market_rule_id, [request.lmt_price, request.aux_price])
         if last_day == today and calendar.is_session(today) and self.clock.now() >= calendar.session_bounds(today).close_utc:
             raise rejection(f"the option {instrument.local_symbol} has stopped trading (its last trading day closed)")
         if request.account and request.account != self.account_id:

@@ -40,6 +40,7 @@ from datetime import date, datetime
 
 import numpy as np
 
+from trading_pipeline.sim import ticks
 from trading_pipeline.sim.types import (
     Instrument,
     OrderRecord,
@@ -313,7 +314,8 @@ def working_price(order: Order, quote: Quote, minutes_live: float) -> float | No
     if order_type == "MIDPRICE":
         if not two_sided:
             return None
-        mid = round_to_tick((bid + ask) / 2.0, order.instrument.min_tick)
+        # Working prices are points of the contract's grid (a fill off it would be impossible).
+        mid = ticks.round_to_grid(order.instrument.market_rule_id, (bid + ask) / 2.0)
         # A MIDPRICE order without a price (or with 0) has no cap.
         cap = request.lmt_price if request.lmt_price else any_price
         return min(mid, cap) if buy else max(mid, cap)
@@ -324,7 +326,7 @@ def working_price(order: Order, quote: Quote, minutes_live: float) -> float | No
         progress = min(1.0, ramp.start + minutes_live / ramp.minutes)
         mid = (bid + ask) / 2.0
         near = ask if buy else bid
-        target = round_to_tick(mid + (near - mid) * progress, order.instrument.min_tick)
+        target = ticks.round_to_grid(order.instrument.market_rule_id, mid + (near - mid) * progress)
         return min(target, cap) if buy else max(target, cap)
 
     return cap

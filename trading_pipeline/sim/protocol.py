@@ -83,6 +83,7 @@ class In:
     REQ_ACCOUNT_UPDATES_MULTI = 76
     CANCEL_ACCOUNT_UPDATES_MULTI = 77
     REQ_SEC_DEF_OPT_PARAMS = 78
+    REQ_MARKET_RULE = 91
     REQ_COMPLETED_ORDERS = 99
 
 
@@ -226,7 +227,7 @@ def contract_details(
         1,                                             # aggGroup
         instrument.underlying_symbol,
         instrument.underlying_sec_type.value if instrument.underlying_sec_type else "",
-        ",".join("26" for _ in exchanges),             # marketRuleIds, one per exchange
+        ",".join(str(instrument.market_rule_id) for _ in exchanges),  # marketRuleIds, one per exchange
         instrument.expiry_text,                        # realExpirationDate
         "COMMON" if instrument.sec_type is SecType.STK else "",
         1.0, 1.0, 1.0,                                 # minSize, sizeIncrement, suggested
@@ -248,6 +249,12 @@ def sec_def_opt_params(req_id: int, row: OptionParameters) -> list[str]:
 
 def sec_def_opt_params_end(req_id: int) -> list[str]:
     return _message(76, int(req_id))
+
+
+def market_rule(rule_id: int, bands: Iterable[tuple[float, float]]) -> list[str]:
+    """marketRule (93), no version: id, count, then (lowEdge, increment) per band."""
+    pairs = list(bands)
+    return _message(93, int(rule_id), len(pairs), *(float(v) for pair in pairs for v in pair))
 
 
 # ---------------------------------------------------------------------------- 6.3 market data
@@ -654,6 +661,11 @@ class ReqSecDefOptParams:
 
 
 @dataclass(frozen=True)
+class ReqMarketRule:
+    market_rule_id: int
+
+
+@dataclass(frozen=True)
 class ReqMarketDataType:
     data_type: int
 
@@ -801,7 +813,7 @@ Request = (
     | ReqCompletedOrders | ReqExecutions | ReqPositions | CancelPositions
     | ReqAccountUpdates | ReqAccountUpdatesMulti | CancelAccountUpdatesMulti
     | ReqAccountSummary | CancelAccountSummary | ReqHistoricalData | CancelHistoricalData
-    | ReqGlobalCancel | UnsupportedRequest
+    | ReqGlobalCancel | ReqMarketRule | UnsupportedRequest
 )
 
 
@@ -1042,6 +1054,7 @@ _PARSERS: dict[int, Callable[[FieldCursor], Request]] = {
     In.REQ_AUTO_OPEN_ORDERS: _versioned("1", lambda c: ReqAutoOpenOrders(c.bool())),
     In.REQ_CONTRACT_DETAILS: _req_contract_details,
     In.REQ_SEC_DEF_OPT_PARAMS: _req_sec_def_opt_params,
+    In.REQ_MARKET_RULE: lambda c: ReqMarketRule(c.int()),               # no version
     In.REQ_MARKET_DATA_TYPE: _versioned("1", lambda c: ReqMarketDataType(c.int())),
     In.REQ_MKT_DATA: _req_mkt_data,
     In.CANCEL_MKT_DATA: _versioned("2", lambda c: CancelMktData(c.int())),

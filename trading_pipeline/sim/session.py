@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trading_pipeline.core import calendar
 from trading_pipeline.sim import protocol as P
+from trading_pipeline.sim import ticks
 from trading_pipeline.sim.types import (
     AccountEvent,
     ErrorEvent,
@@ -346,6 +347,14 @@ class Session:
                 trading_hours=trading, liquid_hours=liquid,
             ))
         self.send(P.contract_details_end(request.req_id))
+
+    def _market_rule(self, request: P.ReqMarketRule) -> None:
+        """marketRule (93) for a known rule id (sim/ticks.py); TWS's validation error else."""
+        bands = ticks.MARKET_RULES.get(request.market_rule_id)
+        if bands is None:
+            self._error(-1, 321, f"Error validating request:-'unknown market rule id {request.market_rule_id}'")
+            return
+        self.send(P.market_rule(request.market_rule_id, bands))
 
     def _hours(self, instrument: Instrument) -> tuple[str, str]:
         """tradingHours and liquidHours for the coming week, in US/Eastern wall time."""
@@ -750,6 +759,7 @@ class Session:
         P.ReqAutoOpenOrders: _auto_open_orders,
         P.ReqContractDetails: _contract_details,
         P.ReqSecDefOptParams: _sec_def_opt_params,
+        P.ReqMarketRule: _market_rule,
         P.ReqMarketDataType: _market_data_type,
         P.ReqMktData: _mkt_data,
         P.CancelMktData: _cancel_mkt_data,

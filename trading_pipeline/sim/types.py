@@ -40,6 +40,9 @@ class Instrument:
     underlying_con_id: int = 0
     underlying_symbol: str = ""
     underlying_sec_type: SecType | None = None
+    # The price grid (sim/ticks.py): contract details list it once per exchange as
+    # marketRuleIds; orders off it are refused with error 110.
+    market_rule_id: int = 26
 
     @property
     def is_option(self) -> bool:

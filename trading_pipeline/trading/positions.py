@@ -5,7 +5,8 @@ on. For every open trade of the ledger (``ledger.trades``) it finds the broker's
 the same contract (by conId, else by symbol, expiry, strike and right), quotes every option
 in **one** batched ``broker.quotes`` call and every underlying in one more, and values the
 position with ``core.positions`` (P&L in dollars and percent of the premium, greeks, DTE,
-distance to the strike, alerts) and ``core.exits`` (the exit the rules would take now).
+distance to the strike, alerts) and ``core.exits`` (the exit the rules would take now, its
+limit on the option's price grid: ``BrokerPort.price_increments``, one request for all).
 
 Where a row comes from (``PositionRow.where``):
 
@@ -39,6 +40,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from trading_pipeline.broker.port import (
+    BrokerError,
     BrokerPort,
     Contract,
     ContractError,
@@ -46,11 +48,13 @@ from trading_pipeline.broker.port import (
     Position,
     Quote,
     SecType,
+    fallback_increments,
 )
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
 from trading_pipeline.core.exits import ExitDecision, ExitRules, decide_exit
 from trading_pipeline.core.positions import PositionValue, PositionView, signed_quantity
+from trading_pipeline.core.pricing import PriceIncrements
 from trading_pipeline.ledger.trades import Trade, open_trades
 
 # Underlyings quoted as indices (their options are cash settled); everything else is a stock.
@@ -137,6 +141,7 @@ def open_position_views(engine: Engine, broker: BrokerPort, *, clock: Clock, rul
     _note_quantity_mismatches(entries)
     options = {e.contract.con_id: e.contract for e in entries if e.contract is not None and e.contract.con_id}
     option_quotes = _quotes(broker, list(options.values()))
+    grids = _price_grids(broker, list(options.values()))
     underlying_prices = _underlying_prices(broker, sorted({_symbol(e) for e in entries}))
 
     rows = []
@@ -147,13 +152,34 @@ def open_position_views(engine: Engine, broker: BrokerPort, *, clock: Clock, rul
             entry.notes.append("the broker sent no quote")
         rows.append(PositionRow(
             where=entry.where, trade=entry.trade, view=view, value=rules.value(view),
-            decision=decide_exit(view, rules), contract=entry.contract,
+            decision=decide_exit(view, rules, tick=_grid_of(entry.contract, grids)), contract=entry.contract,
             broker_quantity=entry.broker.quantity if entry.broker is not None else None,
             account=(entry.trade.account if entry.trade is not None and entry.trade.account else None)
             or (entry.broker.account if entry.broker is not None else None) or account,
             notes=tuple(entry.notes),
         ))
     return rows
+
+
+# ---------------------------------------------------------------- price grids
+
+
+def _price_grids(broker: BrokerPort, contracts: Sequence[Contract]) -> dict[int, PriceIncrements]:
+    """Each option's price grid (its market rule) by conId, in one request: an exit limit is a
+    point of it (TWS refuses any other price with error 110). The conservative fallback grid
+    when the broker cannot say (``BrokerPort.price_increments``)."""
+    if not contracts:
+        return {}
+    try:
+        grids = broker.price_increments(contracts)
+    except BrokerError as problem:
+        grids = [fallback_increments(f"the broker could not say: {problem}") for _ in contracts]
+    return {contract.con_id: grid for contract, grid in zip(contracts, grids)}
+
+
+def _grid_of(contract: Contract | None, grids: dict[int, PriceIncrements]) -> PriceIncrements:
+    grid = grids.get(contract.con_id) if contract is not None else None
+    return grid or fallback_increments("the contract is not known to the broker")
 
 
 # ---------------------------------------------------------------- matching

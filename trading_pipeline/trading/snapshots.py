@@ -226,8 +226,15 @@ def _what_if_margin(broker: BrokerPort, contract: Contract, trade: Trade) -> flo
     """The initial margin of the whole position: a what-if of selling it again (nothing is
     placed); naked-option margin grows linearly with the contracts, so this is its size."""
     quantity = trade.contracts
-    request = (OrderRequest.limit("SELL", quantity, trade.entry_price) if trade.entry_price > 0
-               else OrderRequest.market("SELL", quantity))
+    if trade.entry_price > 0:
+        # The entry price is an average of fills (4.0425): TWS refuses a what-if off the
+        # contract's price grid (error 110), so the limit is the nearest grid price.
+        # (Never 0: a 0.02 average on a 0.05 grid takes the first grid price.)
+        grid = broker.price_increments([contract])[0]
+        price = max(grid.round_nearest(trade.entry_price), grid.increment_at(0.0))
+        request = OrderRequest.limit("SELL", quantity, price)
+    else:
+        request = OrderRequest.market("SELL", quantity)
     impact = broker.what_if_margin(contract, request)
     return impact.init_margin_change
 

@@ -8,7 +8,9 @@ and for each, in rank order:
    the put's bid, ask, volume, open interest and greeks);
 2. validates it (``core.staging.staging_reasons``: OTM range, premium floor, DTE range,
    spread, volume, open interest; every failure is a reason);
-3. prices the limit (``core.pricing.limit_price`` with LIMIT_BID_MID_RATIO);
+3. prices the limit (``core.pricing.limit_price`` with LIMIT_BID_MID_RATIO) on the option's
+   price grid (its market rule, ``BrokerPort.price_increments``: e.g. 0.01 below $3 and 0.05
+   above for a penny-program class; TWS refuses a limit off it with error 110);
 4. asks the broker for the margin of one contract (a whatIf order at that limit);
 5. sizes it (``core.staging.size_position``) within the session's margin budget
    (``session_margin_budget``: MARGIN_BUDGET_PCT x the account's buying power), the budget
@@ -59,12 +61,13 @@ from trading_pipeline.broker.port import (
     ContractSpec,
     OrderRequest,
     Quote,
+    fallback_increments,
 )
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
 from trading_pipeline.core.execution_params import ExecutionParameters
 from trading_pipeline.core.intents import IntentPurpose
-from trading_pipeline.core.pricing import limit_price, route_order
+from trading_pipeline.core.pricing import PriceIncrements, limit_price, route_order
 from trading_pipeline.core.scoring import ScanPolicy, score_candidates, select_candidates
 from trading_pipeline.core.staging import StagingInput, session_margin_budget, size_position, staging_reasons
 from trading_pipeline.errors import TradingPipelineError
@@ -265,6 +268,7 @@ class _Market:
     stock_quote: Quote | None = None
     option_quote: Quote | None = None
     problem: str = ""
+    grid: PriceIncrements | None = None   # the option's price grid (market rule)
 
     def staging_input(self, candidate: StagingCandidate) -> StagingInput:
         option = self.option_quote
@@ -286,6 +290,7 @@ def _fetch_market(broker: BrokerPort, candidates: Sequence[StagingCandidate]) ->
                                      for c in candidates])
     wanted = [contract for contract in [*stock_by_symbol.values(), *options] if isinstance(contract, Contract)]
     quotes = {quote.contract.con_id: quote for quote in broker.quotes(_unique(wanted))}
+    grids = _grids(broker, [option for option in options if isinstance(option, Contract)])
     markets = []
     for candidate, option in zip(candidates, options):
         stock = stock_by_symbol[candidate.symbol]
@@ -294,8 +299,21 @@ def _fetch_market(broker: BrokerPort, candidates: Sequence[StagingCandidate]) ->
             markets.append(_Market(problem=problem))
             continue
         markets.append(_Market(option=option, stock_quote=quotes.get(stock.con_id),
-                               option_quote=quotes.get(option.con_id)))
+                               option_quote=quotes.get(option.con_id), grid=grids[option.con_id]))
     return markets
+
+
+def _grids(broker: BrokerPort, options: Sequence[Contract]) -> dict[int, PriceIncrements]:
+    """The price grid of each option by conId, in one request; the conservative fallback grid
+    (see ``BrokerPort.price_increments``) when the broker cannot say."""
+    unique = _unique(options)
+    if not unique:
+        return {}
+    try:
+        grids = broker.price_increments(unique)
+    except BrokerError as problem:
+        grids = [fallback_increments(f"the broker could not say: {problem}") for _ in unique]
+    return {option.con_id: grid for option, grid in zip(unique, grids)}
 
 
 def _qualify_each(broker: BrokerPort, specs: list[ContractSpec]) -> list[Contract | str]:
@@ -329,12 +347,14 @@ def _margin_per_contract(broker: BrokerPort, option: Contract, limit: float, acc
     return change
 
 
-def _limit(bid: float | None, ask: float | None, ratio: float) -> float | None:
+def _limit(bid: float | None, ask: float | None, ratio: float, grid: PriceIncrements | None) -> float | None:
+    """The sell limit on the option's grid (the fallback grid when it is unknown)."""
+    grid = grid or fallback_increments("no price grid known")
     if bid is None:
         return None
     if ask is None or ask < bid:
-        return bid  # no ask (weekend): the bid is the only price known
-    return limit_price(bid, ask, ratio)
+        return grid.round_up(bid)  # no ask (weekend): the bid is the only price known
+    return limit_price(bid, ask, ratio, grid)
 
 
 # ============================================================================ the session
@@ -427,7 +447,7 @@ def _stage_one(broker: BrokerPort, candidate: StagingCandidate, market: _Market,
     else:
         reasons.extend(staging_reasons(data, as_of, params))
     bid, ask = (data.bid, data.ask) if data else (None, None)
-    limit = _limit(bid, ask, params.limit_bid_mid_ratio)
+    limit = _limit(bid, ask, params.limit_bid_mid_ratio, market.grid)
     margin = None
     contracts, sizing = 0, ""
     if not reasons:
@@ -533,7 +553,7 @@ def _revalidate(broker: BrokerPort, engine: Engine, clock: Clock, params: Execut
         reasons.extend(staging_reasons(data, as_of, params))
     changes: dict[str, Any] = {}
     if not reasons:
-        limit = _limit(data.bid, data.ask, params.limit_bid_mid_ratio)
+        limit = _limit(data.bid, data.ask, params.limit_bid_mid_ratio, market.grid)
         try:
             margin = _margin_per_contract(broker, market.option, limit, account)
         except BrokerError as problem:
@@ -663,11 +683,12 @@ def submit_staged(broker: BrokerPort, engine: Engine, clock: Clock, params: Exec
             specs = []
             options = _qualify_each(broker, [ContractSpec.option(row.symbol, row.expiration, float(row.strike),
                                                                  row.right) for row in rows])
+            grids = _grids(broker, [option for option in options if isinstance(option, Contract)])
             for row, option in zip(rows, options):
                 if isinstance(option, str):
                     skipped.append(f"{row.describe()}: {option}")
                     continue
-                spec = _entry_spec(row, option, params)
+                spec = _entry_spec(row, option, params, grids[option.con_id])
                 if isinstance(spec, str):
                     skipped.append(f"{row.describe()}: {spec}")
                 else:
@@ -682,17 +703,21 @@ def submit_staged(broker: BrokerPort, engine: Engine, clock: Clock, params: Exec
     return report
 
 
-def _entry_spec(row: StagedOpportunity, option: Contract, params: ExecutionParameters) -> IntentSpec | str:
+def _entry_spec(row: StagedOpportunity, option: Contract, params: ExecutionParameters,
+                grid: PriceIncrements) -> IntentSpec | str:
     limit = float(row.limit_price) if row.limit_price is not None else None
     if limit is None:
         return "no limit price"
+    # A staged limit is on the grid when it was priced by this version; one from before (or
+    # typed by a person) is rounded up onto it: a sell never asks less than was staged.
+    limit = grid.round_up(limit)
     order_type = "LMT"
     bid, ask = _float(row.staged_bid), _float(row.staged_ask)
     if bid is not None and ask is not None and ask >= bid:
         routing = route_order(bid, ask, params.use_adaptive_algo, params.adaptive_algo_spread_threshold)
         order_type = routing.order_type
         if order_type == "LMT":
-            limit = routing.limit_for(bid, ask, params.limit_bid_mid_ratio)
+            limit = routing.limit_for(bid, ask, params.limit_bid_mid_ratio, grid)
     if limit + 1e-9 < params.premium_floor:
         return f"limit {limit:.2f} is below the premium floor {params.premium_floor:.2f} (PREMIUM_FLOOR)"
     margin = float(row.margin_per_contract) * row.contracts if row.margin_per_contract is not None else None
@@ -721,6 +746,12 @@ def stage_manual(broker: BrokerPort, engine: Engine, clock: Clock, params: Execu
     [market] = _fetch_market(broker, [candidate])
     if market.problem:
         raise TradingPipelineError(market.problem)
+    grid = market.grid or fallback_increments("no price grid known")
+    if not grid.is_on_grid(premium):
+        raise TradingPipelineError(
+            f"premium {premium:g} is not a price of {candidate.describe()}'s grid ({grid.describe()}; "
+            f"{grid.source}): the broker would refuse it; use {grid.round_down(premium):.2f} or "
+            f"{grid.round_up(premium):.2f}")
     now = clock.now()
     today = calendar.new_york_date(now)
     open_today = calendar.is_session(today) and now < calendar.session_bounds(today).close_utc

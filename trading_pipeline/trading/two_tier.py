@@ -35,6 +35,14 @@
    working): reconcile, record events, and the :class:`ExecutionReport`, stored in
    ``execution_runs`` and returned.
 
+Prices. Every limit (the 9:28 limit, Tier 1, the fill policy's lowerings and replacements,
+Tier 2) is a point of the option's price grid: its market rule from the broker
+(``BrokerPort.price_increments``, asked once per contract and morning), e.g. 0.01 below $3
+and 0.05 above for a penny-program class; TWS refuses any other price (error 110). The premium
+floor is rounded up onto the grid; a fill-policy lowering smaller than the grid's step there
+moves one grid step instead. Where the broker cannot say the grid, the conservative fallback
+grid (0.05 below $3, 0.10 above) is used and the report's notes say so.
+
 Re-runs. Every step is safe to run again: the run reconciles first; a staged trade whose
 entry order already went out is adopted into fill monitoring, never sent again (one entry
 intent per trade and session, orderRef ``tp-<day>-<staged id>-E1``); an entry intent that
@@ -72,6 +80,7 @@ from trading_pipeline.broker.port import (
     ContractError,
     ContractSpec,
     Quote,
+    fallback_increments,
 )
 from trading_pipeline.core import calendar
 from trading_pipeline.core.clock import Clock
@@ -84,6 +93,7 @@ from trading_pipeline.core.fill_policy import (
     LowerLimit,
     MonitoredOrder,
     OrderState,
+    Wait,
     apply_action,
     build_fill_report,
     decide_fill_actions,
@@ -91,7 +101,7 @@ from trading_pipeline.core.fill_policy import (
 )
 from trading_pipeline.core.intents import FINAL_STATUSES, IntentPurpose, IntentStatus
 from trading_pipeline.core.pricing import Quote as PriceQuote
-from trading_pipeline.core.pricing import limit_price, route_order, tier2_limit
+from trading_pipeline.core.pricing import PriceIncrements, limit_price, route_order, tier2_limit
 from trading_pipeline.core.staging import PremarketOutcome, StagingInput, premarket_check, staging_reasons
 from trading_pipeline.core.strike_selection import (
     StrikeOutcome,
@@ -386,6 +396,8 @@ class TwoTierRunner:
         self._reconcile_needed = False
         self._next_reconcile: datetime | None = None
         self._clock_text = ""
+        # Each option's price grid (its market rule) by conId, asked once per morning.
+        self._grids: dict[int, PriceIncrements] = {}
 
     # ------------------------------------------------------------------ entry
 
@@ -606,6 +618,7 @@ class TwoTierRunner:
         trades = self._pending()
         options = self._option_contracts(trades)
         quotes = self._quotes_by_con_id(list(options.values()))
+        self._learn_grids(list(options.values()))
         now = self.clock.now()
         as_of = calendar.new_york_date(now)
         for trade in trades:
@@ -618,7 +631,7 @@ class TwoTierRunner:
                 continue
             trade.option = contract
             trade.bid, trade.ask, trade.quoted_at = quote.bid, quote.ask, now
-            trade.limit = limit_price(quote.bid, quote.ask, self.params.limit_bid_mid_ratio)
+            trade.limit = limit_price(quote.bid, quote.ask, self.params.limit_bid_mid_ratio, self._grid(contract))
             volume = self._volume(contract, quote, as_of, self.params.staging_min_volume)
             reasons = staging_reasons(
                 StagingInput(symbol=trade.staged.symbol, strike=float(trade.staged.strike),
@@ -835,14 +848,18 @@ class TwoTierRunner:
                               self.params.adaptive_algo_spread_threshold)
         trade.route = routing.order_type
         trade.route_reason = routing.reason
-        trade.limit = max(routing.limit_for(trade.bid, trade.ask, self.params.limit_bid_mid_ratio),
-                          self.params.premium_floor)
+        grid = self._grid(trade.option)
+        # The floor is rounded up onto the grid too: a limit is always a price TWS accepts.
+        trade.limit = max(routing.limit_for(trade.bid, trade.ask, self.params.limit_bid_mid_ratio, grid),
+                          grid.round_up(self.params.premium_floor))
         return True
 
     def _submit_entries(self, trades: Sequence[_Trade]) -> None:
         """Tier 1 orders through the gateway (one batch: risk state loaded once, each approved
         order counted before the next is checked)."""
-        trades = [t for t in self._fresh_quotes(trades) if self._priced(t)]
+        trades = self._fresh_quotes(trades)
+        self._learn_grids([t.option for t in trades if t.option is not None])
+        trades = [t for t in trades if self._priced(t)]
         if not trades:
             return
         specs = [IntentSpec(session_day=self.session_day, purpose=IntentPurpose.ENTRY, ref_id=t.id,
@@ -913,7 +930,12 @@ class TwoTierRunner:
                           and not t.monitored.remainder_replaced and t.monitored.filled_fraction
                           > self.params.fill_partial_threshold and not t.monitored.is_complete]
         quotes = self._price_quotes(needing_quotes)
-        actions = decide_fill_actions([t.monitored for t in monitored], now, started, quotes, self.params)
+        # One decision per trade, each on its own contract's price grid.
+        actions = []
+        for trade in monitored:
+            grid = self._trade_grid(trade)
+            [action] = decide_fill_actions([trade.monitored], now, started, quotes, self.params, grid)
+            actions.append(_on_grid(action, trade.monitored, grid, self.params.premium_floor))
         for trade, action in zip(monitored, actions):
             try:
                 self._carry_out(trade, action, now)
@@ -991,6 +1013,35 @@ class TwoTierRunner:
             intent.symbol, intent.expiration, float(intent.strike), intent.right or "P"))
         trade.option = contract
         return contract
+
+    def _learn_grids(self, contracts: Sequence[Contract]) -> None:
+        """Ask the broker for the price grids of ``contracts`` not known yet (one request)."""
+        unknown = list({c.con_id: c for c in contracts if c.con_id not in self._grids}.values())
+        if not unknown:
+            return
+        try:
+            grids = self.broker.price_increments(unknown)
+        except BrokerError as problem:
+            grids = [fallback_increments(f"the broker could not say: {problem}") for _ in unknown]
+        for contract, grid in zip(unknown, grids):
+            if grid.source.startswith("fallback"):
+                self.notes.append(f"{contract.describe()}: priced on the {grid.source}")
+            self._grids[contract.con_id] = grid
+
+    def _grid(self, contract: Contract) -> PriceIncrements:
+        """The price grid of ``contract`` (every limit of it is a point of the grid)."""
+        self._learn_grids([contract])
+        return self._grids[contract.con_id]
+
+    def _trade_grid(self, trade: _Trade) -> PriceIncrements:
+        """The price grid of a trade's current order's contract."""
+        contract = trade.option
+        if contract is None:
+            try:
+                contract = self._contract_of(trade, self._current_intent(trade))
+            except BrokerError as problem:
+                return fallback_increments(f"{trade.describe()} could not be qualified: {problem}")
+        return self._grid(contract)
 
     def _refresh_monitored(self, trade: _Trade, started: datetime) -> None:
         """The trade's MonitoredOrder from the ledger's intents (the truth: fills and statuses)."""
@@ -1100,9 +1151,10 @@ class TwoTierRunner:
                 quote = quotes.get(trade.monitored.order_id)
                 if quote is None or quote.bid is None or quote.ask is None or quote.ask < quote.bid:
                     continue
-                fresh = limit_price(quote.bid, quote.ask, self.params.limit_bid_mid_ratio)
+                grid = self._trade_grid(trade)
+                fresh = limit_price(quote.bid, quote.ask, self.params.limit_bid_mid_ratio, grid)
                 price = tier2_limit(fresh, quote.bid, quote.ask, self.params.tier2_limit_adjustment,
-                                    self.params.premium_floor, current_limit=trade.monitored.limit)
+                                    self.params.premium_floor, grid, current_limit=trade.monitored.limit)
                 trade.tier2_done = True
                 if price is None:
                     continue
@@ -1432,6 +1484,27 @@ class _Timing:
 
 
 # ============================================================================ small helpers
+
+
+def _on_grid(action: Any, order: MonitoredOrder, grid: PriceIncrements, premium_floor: float) -> Any:
+    """A fill-policy action whose new limit is a point of ``grid``: a limit off it (the premium
+    floor between two grid points) is rounded up (never below the floor); a lowering that the
+    grid swallowed (a 0.01 step on a 0.05 grid) moves one grid step down instead, and becomes a
+    Wait when that would go below the floor."""
+    if not isinstance(action, (LowerLimit, CancelAndReplace)):
+        return action
+    noise = 1e-9
+    floor = grid.round_up(premium_floor)
+    price = grid.round_up(action.new_limit) if not grid.is_on_grid(action.new_limit) else action.new_limit
+    if isinstance(action, LowerLimit) and price >= order.limit - noise:
+        price = grid.step_down(order.limit)
+        if price < floor - noise:
+            return Wait(order.order_id, f"limit ${order.limit:.2f}: the next price of the grid "
+                                        f"({grid.describe()}) is below the premium floor ${premium_floor:.2f}")
+    if abs(price - action.new_limit) <= noise:
+        return action
+    return dataclasses.replace(action, new_limit=price,
+                               reason=f"{action.reason}; on the price grid ({grid.describe()}): ${price:.2f}")
 
 
 def _session_day_for(now: datetime) -> date:

@@ -8,6 +8,9 @@ profit > stop > time; LMT for profit and time exits at the mid rounded toward th
 and capped by it, MKT for stops; long positions sell to close under the same percent rules;
 no quote, expired and zero-premium positions; decide_exits over 500 positions in well under
 10 ms. Every number is worked by hand in the comments.
+Price grids: with the contract's market rule (e.g. the penny program: 0.01 below $3, 0.05 at
+or above) every closing limit is a point of the grid, inside an on-grid quote, whatever the
+side and whichever price (mid, far side, last) it comes from.
 """
 
 from __future__ import annotations
@@ -212,10 +215,12 @@ def test_limit_on_a_nickel_grid():
     # tick 0.05: 0.50 / 0.55 -> mid 0.525 -> 0.55 (the ask); 0.50 / 0.70 -> mid 0.60 stays
     assert close_limit_price(short_put(0.50, 0.55), tick=0.05) == 0.55
     assert close_limit_price(short_put(0.50, 0.70), tick=0.05) == 0.60
-    # a quote off the grid: 0.50 / 0.52 -> mid 0.51 -> 0.55, capped at the ask 0.52; selling
-    # 0.53 / 0.55 -> mid 0.54 -> 0.50, floored at the bid 0.53
-    assert close_limit_price(short_put(0.50, 0.52), tick=0.05) == 0.52
-    assert close_limit_price(short_put(0.53, 0.55, side="long"), tick=0.05) == 0.53
+    # a quote off the grid: the limit stays on the grid (the broker refuses 0.52 on a 0.05
+    # grid, TWS error 110): 0.50 / 0.52 -> mid 0.51 -> 0.55, the ask 0.52 rounded up is 0.55
+    # too (it fills at the ask); selling 0.53 / 0.55 -> mid 0.54 -> 0.50, the bid 0.53
+    # rounded down is 0.50
+    assert close_limit_price(short_put(0.50, 0.52), tick=0.05) == 0.55
+    assert close_limit_price(short_put(0.53, 0.55, side="long"), tick=0.05) == 0.50
 
 
 @pytest.mark.parametrize(
@@ -361,3 +366,55 @@ def test_a_position_opened_inside_the_time_window_is_held_to_expiration():
     # The price rules still apply to it: a stop is a stop whenever the position was opened.
     stopped = decide_exit(at_mark(3.00, as_of_day=day, entry_day=EXPIRY - timedelta(days=1)), RULES)
     assert stopped.reason == ExitReason.STOP_LOSS
+
+
+# ---------------------------------------------------------------- price grids (market rules)
+
+from trading_pipeline.core.pricing import NICKEL_DIME, PENNY_EVERYWHERE, PENNY_PROGRAM  # noqa: E402
+
+
+def test_exit_limit_of_a_penny_program_put_above_three_dollars():
+    # 3.05 / 3.20: mid 3.125. On cents the buy-to-close limit is 3.13 (TWS refuses it on a
+    # penny-program class: 0.05 above $3); on the rule the mid rounds up to 3.15.
+    assert close_limit_price(short_put(3.05, 3.20)) == pytest.approx(3.13)
+    assert close_limit_price(short_put(3.05, 3.20), tick=PENNY_PROGRAM) == pytest.approx(3.15)
+    # Selling a long one to close: the mid rounds down, to 3.10.
+    assert close_limit_price(short_put(3.05, 3.20, side="long"), tick=PENNY_PROGRAM) == pytest.approx(3.10)
+    # 2.95 / 3.10: mid 3.025 -> up to 3.05 (across the edge, on the 0.05 band).
+    assert close_limit_price(short_put(2.95, 3.10), tick=PENNY_PROGRAM) == pytest.approx(3.05)
+    # One-sided and last-price paths round onto the grid too: the ask alone, a last of 3.17.
+    assert close_limit_price(short_put(None, 3.20), tick=PENNY_PROGRAM) == pytest.approx(3.20)
+    assert close_limit_price(short_put(None, None, last=3.17), tick=PENNY_PROGRAM) == pytest.approx(3.20)
+    assert close_limit_price(short_put(None, None, last=3.17, side="long"), tick=PENNY_PROGRAM) == pytest.approx(3.15)
+
+
+def test_decide_exit_takes_the_contract_grid():
+    # A time exit at 2 DTE (P&L +21.9 %: 4.00 sold, mark 3.125), quote 3.05 / 3.20: LMT 3.15 on the rule.
+    view = short_put(3.05, 3.20, entry_price=4.00, as_of_day=date(2026, 12, 2))
+    decision = decide_exit(view, RULES, tick=PENNY_PROGRAM)
+    assert decision.reason is ExitReason.TIME_EXIT and decision.order_type == LIMIT
+    assert decision.limit_price == pytest.approx(3.15) and "limit 3.15" in decision.explanation
+
+
+def _on_grid_quotes(grid):
+    points = []
+    for index, (low, step) in enumerate(grid.bands):
+        high = grid.bands[index + 1][0] if index + 1 < len(grid.bands) else 12.0
+        points += [round(low + k * step, 10) for k in range(int(round((high - low) / step)))]
+    return points
+
+
+@settings(max_examples=300, deadline=None)
+@given(grid=st.sampled_from([PENNY_PROGRAM, NICKEL_DIME, PENNY_EVERYWHERE]), data=st.data(),
+       side=st.sampled_from(["short", "long"]))
+def test_exit_limits_are_grid_points_inside_an_on_grid_quote(grid, data, side):
+    points = _on_grid_quotes(grid)
+    bid_index = data.draw(st.integers(1, len(points) - 2))
+    ask_index = data.draw(st.integers(bid_index, min(bid_index + 20, len(points) - 1)))
+    bid, ask = points[bid_index], points[ask_index]
+    limit = close_limit_price(short_put(bid, ask, side=side), tick=grid)
+    assert grid.is_on_grid(limit)
+    assert bid - 1e-9 <= limit <= ask + 1e-9
+    mid = (bid + ask) / 2
+    # Toward the far side of the mid: a buy pays at least the mid, a sell asks at most it.
+    assert (limit >= mid - 1e-9) if side == "short" else (limit <= mid + 1e-9)

@@ -659,4 +659,4 @@ def test_wrong_version_field_is_a_protocol_error(lib):
 
 
 def test_unknown_message_is_reported_not_raised(lib):
-    assert P.parse_request(["91", "26"]) == P.UnsupportedRequest(91, ("91", "26"))
+    assert P.parse_request(["81", "1", "AAPL"]) == P.UnsupportedRequest(81, ("81", "1", "AAPL"))  # reqMatchingSymbols

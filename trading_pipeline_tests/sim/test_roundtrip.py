@@ -5,8 +5,8 @@ ib_insync 0.9.86, against the in-process ``sim_gateway`` (seeded market, stepped
 Monday 2026-11-23 10:00 New York): connect, current time, qualification of a stock, an index
 and an SPXW option, an unknown symbol and an ambiguous SPX option, option chain parameters,
 streaming and snapshot market data with model greeks, daily bars, a MKT fill with its
-commission, a resting LMT then cancelled, an Adaptive LMT, a bracket, a rejection, whatIf
-margin, open orders, executions, positions, portfolio, account summary, completed orders on
+commission, a resting LMT then cancelled, an Adaptive LMT, a bracket, a rejection, a market
+rule and an order / modification off its price grid (error 110), whatIf margin, open orders, executions, positions, portfolio, account summary, completed orders on
 a second connection, and a client id already in use. Expected values come from the broker
 itself (read through ``SimGateway.call`` at the same simulated instant) or by hand
 (commissions, times). A logging handler fails the test on any decoder error, any exception
@@ -380,7 +380,8 @@ def test_resting_limit_then_cancelled(h):
     ib = h.connect()
     put = _near_put(h, ib, moneyness=0.9)
     quote = h.call(h.broker.quote, put.conId)
-    price = round((quote.ask * 3 + 5) / 0.05) * 0.05          # far above the ask: never fills
+    # far above the ask: never fills; on the SPX grid above $3 (0.10), else error 110
+    price = round((quote.ask * 3 + 5) / 0.10) * 0.10
     trade = ib.placeOrder(put, h.m.LimitOrder("SELL", 1, round(price, 2)))
     h.wait_until(lambda: trade.orderStatus.status == "Submitted", what="Submitted")
     h.advance(minutes=10)
@@ -404,14 +405,16 @@ def test_adaptive_limit_on_an_option_fills(h):
     order = h.m.LimitOrder("SELL", 1, quote.bid, algoStrategy="Adaptive",
                            algoParams=[h.m.TagValue("adaptivePriority", "Urgent")])
     trade = ib.placeOrder(put, order)
-    h.wait_until(lambda: trade.orderStatus.status == "Submitted", what="Submitted")
-    # Adaptive starts between the mid and the bid and reaches the bid within two minutes
+    # Adaptive starts between the mid and the bid and reaches the bid within two minutes; its
+    # working price is a point of the SPX grid (0.10 above $3), so in a one-tick market the
+    # start rounds to the bid and it may fill at once.
+    h.wait_until(lambda: trade.orderStatus.status in ("Submitted", "Filled"), what="Submitted")
     h.advance(minutes=3)
     h.wait_until(lambda: trade.orderStatus.status == "Filled" and trade.fills
                  and trade.fills[0].commissionReport.execId, what="Adaptive fill")
     fill = trade.fills[0]
     assert fill.execution.side == "SLD" and fill.execution.price >= quote.bid   # the limit
-    assert SIM_START < fill.execution.time <= SIM_START + timedelta(minutes=3)
+    assert SIM_START <= fill.execution.time <= SIM_START + timedelta(minutes=3)
     assert fill.commissionReport.commission == 1.00      # 1 x $0.65, minimum 1.00
     h.wait_until(lambda: any(p.contract.conId == put.conId for p in ib.positions()),
                  what="short put position")
@@ -443,6 +446,36 @@ def test_order_beyond_margin_is_rejected_with_201(h):
     assert (201, trade.order.orderId) in h.errors.codes
     assert any(entry.errorCode == 201 for entry in trade.log)
     assert not trade.fills
+
+
+def test_market_rule_and_an_off_grid_price_refused_with_110(h):
+    ib = h.connect()
+    put = _near_put(h, ib)
+    [details] = h.run(ib.reqContractDetailsAsync(put))
+    assert set(details.marketRuleIds.split(",")) == {"35"}          # SPX options: 0.05 / 0.10
+    assert len(details.marketRuleIds.split(",")) == len(details.validExchanges.split(","))
+    rule = h.run(ib.reqMarketRuleAsync(35))
+    assert [(i.lowEdge, i.increment) for i in rule] == [(0.0, 0.05), (3.0, 0.10)]
+    quote = h.call(h.broker.quote, put.conId)
+    price = round(round((quote.ask * 3 + 5) / 0.10) * 0.10, 2)      # far above the ask, on the dime grid
+    # A nickel above $3 is off this grid: TWS's error 110, nothing placed.
+    refused = ib.placeOrder(put, h.m.LimitOrder("SELL", 1, round(price + 0.05, 2)))
+    h.wait_until(lambda: (110, refused.order.orderId) in h.errors.codes, what="error 110")
+    assert h.call(h.broker.order, 1, refused.order.orderId) is None
+    if h.name == "ib_async":
+        assert refused.orderStatus.status == "Cancelled"
+    # On the grid it rests; a modification off the grid is refused and the order keeps its price.
+    trade = ib.placeOrder(put, h.m.LimitOrder("SELL", 1, price))
+    h.wait_until(lambda: trade.orderStatus.status == "Submitted", what="Submitted")
+    trade.order.lmtPrice = round(price + 0.05, 2)
+    ib.placeOrder(put, trade.order)
+    # (ib_async records the warning in the trade's log, ib_insync logs it)
+    h.wait_until(lambda: (110, trade.order.orderId) in h.errors.codes
+                 or any(entry.errorCode == 110 for entry in trade.log), what="error 110 on the modification")
+    assert h.call(h.broker.order, 1, trade.order.orderId).request.lmt_price == price
+    assert h.call(h.broker.order, 1, trade.order.orderId).status.value == "Submitted"
+    ib.cancelOrder(trade.order)
+    h.wait_until(lambda: trade.orderStatus.status == "Cancelled", what="Cancelled")
 
 
 def test_what_if_returns_the_brokers_margin_impact(h):

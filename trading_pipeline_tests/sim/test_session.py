@@ -137,7 +137,7 @@ def test_unparseable_request_answers_320_and_keeps_the_connection(hub, caplog):
 def test_unsupported_request_answers_321(hub):
     peer = Peer(hub)
     peer.connect()
-    peer.send([91, 26])          # reqMarketRule
+    peer.send([81, 1, "AAPL"])   # reqMatchingSymbols
     (message,) = peer.take()
     assert message[:4] == ["4", "2", "-1", "321"] and not peer.closed
 

@@ -84,6 +84,17 @@ def test_entry_capture_of_an_open_trade(engine, broker, clock):
     assert f["trend_direction"] in ("up", "down", "sideways") and f["trade_source"] == "manual"
 
 
+def test_the_margin_what_if_of_an_averaged_entry_price_sits_on_the_price_grid(engine, broker, clock):
+    # Two fills at 0.57 and 0.575 average 0.5725: TWS (and the simulator) refuse a what-if
+    # limit off the contract's grid with error 110, which left the margin field empty.
+    trade = open_put(engine, entry_price=0.5725)
+    outcome = capture_entry_snapshot(engine, broker, trade, clock=clock, earnings=EARNINGS)
+    assert not any("margin" in problem for problem in outcome.problems)
+    option = broker.qualify(ContractSpec.option("AAPL", AAPL_EXPIRY, 220.0, "P"))[0]
+    margin = broker.what_if_margin(option, OrderRequest.limit("SELL", 2, 0.57)).init_margin_change
+    assert get_entry_snapshot(engine, trade.id).fields["margin_requirement"] == margin
+
+
 def test_a_broker_failure_is_recorded_not_raised_and_a_later_capture_replaces_it(engine, sim_gateway):
     trade = open_put(engine)
     down = connect(sim_gateway.port)
