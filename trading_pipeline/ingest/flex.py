@@ -59,14 +59,17 @@ Decisions worth knowing:
 * Executions are in file order (``line``); blanks around values are trimmed, and an empty
   value is null.
 
-Speed: IBKR writes one element per line with double-quoted attributes. For such files
-polars' multi-threaded CSV reader splits every line at the quotes, so attribute names and
-values land in columns without a Python loop; each distinct line layout (tag, attribute
-names, spacing) is checked once against XML's grammar, and document-wide counts prove that
-nothing else is in the file. Any file that does not fit that shape (comments, CDATA,
-several elements on a line, single quotes, other encodings, malformed XML...) goes through
-the reference path: expat parses and checks it (and reports the exact place of any
-error), and writes it back in the one-element-per-line shape for the same reader.
+Speed: IBKR writes one element per line with double-quoted attributes. For such files one
+walk over the bytes (:mod:`trading_pipeline.ingest.flex_scan`, compiled by numba for big
+files) matches every line against its layout (tag, attribute names, spacing: each distinct
+layout is checked once against XML's grammar), proves that nothing else is in the file,
+and copies the wanted values into a compact text that polars' CSV reader turns into
+columns. Values that repeat a handful of values a million times (sides, categories, note
+codes) are interpreted once per distinct value. Any file that does not fit that shape
+(comments, CDATA, several elements on a line, single quotes, other encodings, malformed
+XML...) goes through the reference path: expat parses and checks it (and reports the exact
+place of any error), and writes it back in the one-element-per-line shape for the same
+reader.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ import polars as pl
 
 from trading_pipeline.core.lifecycles import link_cancellations
 from trading_pipeline.errors import InputFileError
+from trading_pipeline.ingest.flex_scan import LineLayout, ScanDeclined, ScanResult, prepare_in_background, scan_lines
 
 NEW_YORK = "America/New_York"
 
@@ -293,6 +297,7 @@ def read_flex(path: str | Path, *, date_format: str = "auto", time_zone: str = N
     """Read and parse the Flex statement file at ``path``."""
     source = str(path)
     try:
+        prepare_in_background(Path(path).stat().st_size)
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputFileError(source, "file not found") from None
@@ -360,6 +365,9 @@ class _Document:
     root: str
     root_line: int
     elements: dict[str, pl.DataFrame]
+    # Per element, the attributes some value of which has blanks around it once decoded
+    # (None: not known, look at the values).
+    padded: dict[str, set[str]] | None = None
 
 
 class _Decline(Exception):
@@ -370,18 +378,16 @@ def _read_document(data: bytes, source: str) -> _Document:
     text = _checked_bytes(data, source)
     if text is not None:
         # The whole lines (the rows' raw text) are read on a second thread from the start:
-        # polars works without the GIL, beside the byte census and the split below.
+        # polars works without the GIL, beside the line walk (numba, also without it).
         with ThreadPoolExecutor(max_workers=1) as pool:
             whole_lines = pool.submit(_whole_lines, text)
-            census = _Census.of(text)
-            if census.fits_line_reader:
-                try:
-                    return _LineReader(text, census, _WANTED, whole_lines=whole_lines).read()
-                except _Decline:
-                    pass
+            try:
+                return _LineReader(text, _WANTED, whole_lines=whole_lines).read()
+            except _Decline:
+                pass
     normalized, line_map = _normalize_with_expat(data, source)
     try:
-        document = _LineReader(normalized, _Census.of(normalized), _WANTED, expat_checked=True).read()
+        document = _LineReader(normalized, _WANTED, expat_checked=True).read()
     except _Decline as exc:  # pragma: no cover - expat's output always fits the line reader
         raise InputFileError(source, f"unsupported XML structure ({exc})") from None
     lines = np.asarray(line_map, dtype=np.int64)
@@ -416,40 +422,6 @@ def _checked_bytes(data: bytes, source: str) -> bytes | None:
     return data
 
 
-# The bytes that matter to the line reader's checks; all others are counted in one pass by
-# deleting them (bytes.translate), leaving a short string of just these.
-_CENSUS_BYTES = bytes([*range(0, 32), ord('"'), ord("<"), ord("&"), ord("'")])
-_OTHER_BYTES = bytes(b for b in range(256) if b not in _CENSUS_BYTES)
-
-
-@dataclass(frozen=True)
-class _Census:
-    """Counts of the bytes that decide whether (and how) the line reader may read a file."""
-
-    quotes: int
-    tags: int  # "<"
-    newlines: int
-    has_reference: bool  # "&"
-    has_tab: bool
-    fits_line_reader: bool  # no control characters, no old-Mac line ends
-
-    @classmethod
-    def of(cls, data: bytes) -> _Census:
-        special = data.translate(None, _OTHER_BYTES)
-        forbidden = bool(special.translate(None, b"\t\n\r\"<&'"))  # C0 controls XML does not allow
-        carriage_returns = special.count(b"\r")
-        # A lone CR is a line end to XML but not to the CSV reader.
-        lone_cr = carriage_returns > 0 and carriage_returns != data.count(b"\r\n")
-        return cls(
-            quotes=special.count(b'"'),
-            tags=special.count(b"<"),
-            newlines=special.count(b"\n"),
-            has_reference=b"&" in special,
-            has_tab=b"\t" in special,
-            fits_line_reader=not forbidden and not lone_cr,
-        )
-
-
 _ASCII_NAME = r"[A-Za-z_:][A-Za-z0-9_.:-]*"
 # expat already checked the names of what it writes back; any XML name may be in them.
 _ANY_NAME = r"[^\s<>/=\"'&?!]+"
@@ -471,29 +443,31 @@ class _Layout:
 class _LineReader:
     """Reads documents written one element per line with double-quoted attributes.
 
-    Each line is split at its double quotes by polars' CSV reader: even fields are the
-    markup between values (``<Trade accountId=``, `` currency=``, ``/>``), odd fields the
-    values. Lines with identical markup share a layout, checked once against the XML
-    grammar. Document-wide counts then prove that every quote and every ``<`` of the file
-    belongs to a checked layout, and a walk over the start and end tags checks nesting.
-    Anything unexpected raises :class:`_Decline`.
+    :func:`~trading_pipeline.ingest.flex_scan.scan_lines` walks the lines once: each
+    line's markup (the text between its values: ``<Trade accountId=``, `` currency=``,
+    ``/>``) must equal that of a known layout byte for byte; a line with new markup is
+    checked here against the XML grammar (:meth:`_layout_of`) and becomes a layout. The
+    walk proves that every byte is markup of a checked layout or a value without ``<``
+    or forbidden characters, and copies the wanted values out; a walk over the start and
+    end tags then checks nesting. Anything unexpected raises :class:`_Decline`.
     """
 
     MAX_LAYOUTS = 256
+    # Layout kinds as small integers, for the structure walk over every line.
+    KINDS = ("blank", "declaration", "start", "empty", "end")
 
     def __init__(
         self,
         data: bytes,
-        census: _Census,
         wanted: Mapping[str, Sequence[str]],
         *,
         expat_checked: bool = False,
         whole_lines: Future[pl.Series] | None = None,
     ):
         self.data = data
-        self.census = census
         self.wanted = wanted
         self.whole_lines = whole_lines
+        self.layouts: list[_Layout] = []
         name = _ANY_NAME if expat_checked else _ASCII_NAME
         self.first_with_attribute = re.compile(rf"[ \t]*<({name})[ \t]+({name})[ \t]*=[ \t]*")
         self.declaration_start = re.compile(rf"[ \t]*<\?xml[ \t]+({name})[ \t]*=[ \t]*")
@@ -504,133 +478,52 @@ class _LineReader:
         self.declaration_close = re.compile(r"[ \t]*\?>[ \t]*")
 
     def read(self) -> _Document:
-        fields = self._split_lines()
-        layouts, layout_of_line = self._assign_layouts(fields)
-        if not self._has_wanted_values(fields, layouts):
-            fields = self._split_lines(every_column=True)
-        self._check_counts(layouts, layout_of_line)
-        self._check_references(fields, layouts, layout_of_line)
-        root, root_line, spans = self._walk_structure(fields, layouts, layout_of_line)
+        try:
+            scan = scan_lines(self.data, self.wanted, self._line_layout, max_layouts=self.MAX_LAYOUTS)
+        except ScanDeclined as exc:
+            raise _Decline(str(exc)) from None
+        # No count of quotes or "<" is needed: the walk put every byte of every line in
+        # the markup of a checked layout (one "<" per non-blank layout) or in a value.
+        kinds = np.array([self.KINDS.index(layout.kind) for layout in self.layouts] or [0], dtype=np.int8)
+        line_kinds = kinds[scan.layout_of_line]
+        root, root_line, spans = self._walk_structure(scan, line_kinds)
         try:
             lines = self.whole_lines.result() if self.whole_lines is not None else _whole_lines(self.data)
         except pl.exceptions.PolarsError as exc:
             raise _Decline(f"line read failed: {exc}") from None
-        if lines.len() != fields.height:
+        if lines.len() != scan.line_count:
             raise _Decline("line count mismatch")
+        self.has_reference = scan.ampersand_lines.size > 0
+        self._check_references(scan, lines)
         elements = {
-            name: self._element_rows(fields, lines, layouts, layout_of_line, name, attributes, spans)
+            name: self._element_rows(scan.rows[name], lines, scan.samples, name, attributes, spans, scan.has_tab)
             for name, attributes in self.wanted.items()
         }
-        return _Document(root=root, root_line=root_line, elements=elements)
-
-    # - lines into fields -
-
-    def _split_lines(self, *, every_column: bool = False) -> pl.DataFrame:
-        """Every line split at its double quotes: columns f0, f1, ... (null where empty or
-        beyond the line's end). All markup columns (even) are read; of the values (odd) only
-        those of wanted attributes in the layouts a sample of the file shows, unless
-        ``every_column``: reading fewer columns is much cheaper for wide statements."""
-        samples = self._sample_lines()
-        width = max((line.count('"') for line in samples), default=0) + 3
-        wanted_values = set() if every_column or self.census.has_reference else self._wanted_value_columns(samples)
-        for _attempt in range(4):
-            if every_column or self.census.has_reference:
-                columns = list(range(width))
-            else:
-                columns = sorted({*range(0, width, 2), *(c for c in wanted_values if c < width)})
-            try:
-                fields = pl.read_csv(
-                    self.data,
-                    has_header=False,
-                    separator='"',
-                    quote_char=None,
-                    schema={f"f{i}": pl.String() for i in range(width)},
-                    columns=columns,
-                    empty_string_is_null=True,  # an empty attribute value is null from here on
-                    missing_columns="insert",
-                    comment_prefix=None,
-                    raise_if_empty=False,
-                )
-            except pl.exceptions.SchemaError:
-                width = 4 * width + 1  # a line with more quotes than the samples showed
-                continue
-            except pl.exceptions.PolarsError as exc:
-                raise _Decline(f"CSV split failed: {exc}") from None
-            if fields.height != self.census.newlines + (0 if self.data.endswith(b"\n") else 1):
-                raise _Decline("line count mismatch")
-            return fields
-        raise _Decline("too many attributes on a line")
-
-    def _sample_lines(self) -> list[str]:
-        """Whole lines from the start, the middle and the end of the file."""
-        size = len(self.data)
-        lines: list[str] = []
-        for start in (0, size // 3, (2 * size) // 3, max(0, size - 65536)):
-            chunk = self.data[start : start + 65536].decode("utf-8", errors="replace").split("\n")
-            lines += chunk[(1 if start else 0) : -1] or chunk[:1]  # whole lines only
-        return lines
-
-    def _wanted_value_columns(self, samples: list[str]) -> set[int]:
-        """Value columns the wanted attributes (and an XML declaration) occupy in the sampled
-        layouts."""
-        columns: set[int] = set()
-        for line in samples:
-            try:
-                layout = self._layout_of(tuple(line.split('"')))
-            except _Decline:
-                continue
-            names = self.wanted.get(layout.name, ())
-            for i, attribute in enumerate(layout.attributes):
-                if attribute in names or layout.kind == "declaration":
-                    columns.add(2 * i + 1)
-        return columns
-
-    def _has_wanted_values(self, fields: pl.DataFrame, layouts: list[_Layout]) -> bool:
-        """Whether every layout's wanted values were read (a layout the samples missed may
-        need a column that was skipped)."""
-        for layout in layouts:
-            names = self.wanted.get(layout.name, ())
-            for i, attribute in enumerate(layout.attributes):
-                if (attribute in names or layout.kind == "declaration") and f"f{2 * i + 1}" not in fields.columns:
-                    return False
-        return True
+        # A reference may decode to a blank at a value's edge: then the walk cannot tell.
+        padded = None if self.has_reference else scan.padded
+        return _Document(root=root, root_line=root_line, elements=elements, padded=padded)
 
     # - layouts -
 
-    def _assign_layouts(self, fields: pl.DataFrame) -> tuple[list[_Layout], np.ndarray]:
-        layout_of_line = np.full(fields.height, -1, dtype=np.int32)
-        unassigned = np.ones(fields.height, dtype=bool)
-        layouts: list[_Layout] = []
-        while unassigned.any():
-            if len(layouts) == self.MAX_LAYOUTS:
-                raise _Decline("too many line layouts")
-            index = int(np.argmax(unassigned))
-            named = fields.row(index, named=True)
-            width = int(fields.columns[-1][1:]) + 1
-            sample = tuple(named.get(f"f{i}") for i in range(width))  # unread value columns: None
-            layout = self._layout_of(sample)
-            markup = sample[0 : 2 * len(layout.attributes) + 1 : 2]
-            same = fields.select(
-                pl.all_horizontal([pl.col(f"f{2 * i}").eq_missing(text) for i, text in enumerate(markup)])
-            ).to_series()
-            members = same.to_numpy() & unassigned
-            layout_of_line[members] = len(layouts)
-            unassigned &= ~members
-            layouts.append(layout)
-        return layouts, layout_of_line
+    def _line_layout(self, fields: tuple[str, ...]) -> LineLayout:
+        """The layout of a line no known layout matches (see :func:`scan_lines`)."""
+        layout = self._layout_of(fields)
+        self.layouts.append(layout)
+        has_rows = layout.kind in ("start", "empty") and bool(layout.attributes)
+        return LineLayout(element=layout.name if has_rows else None, attributes=layout.attributes)
 
     def _layout_of(self, sample: tuple[str | None, ...]) -> _Layout:
-        sample = tuple(field or "" for field in sample)  # empty fields read as null
+        sample = tuple(field or "" for field in sample)
         first = sample[0]
         if not first.strip(" \t"):
-            if len(sample) > 1 and sample[1]:
+            if len(sample) > 1:
                 raise _Decline("quote outside markup")
             return _Layout("blank", "", ())
         match = self.bare.fullmatch(first)
-        if match:
+        if match and len(sample) == 1:
             return _Layout("empty" if match[2] else "start", match[1], ())
         match = self.end.fullmatch(first)
-        if match:
+        if match and len(sample) == 1:
             return _Layout("end", match[1], ())
         match = self.first_with_attribute.fullmatch(first)
         declaration = False
@@ -654,39 +547,31 @@ class _LineReader:
                 raise _Decline(f"unsupported markup {markup[:40]!r}")
             attributes.append(match[1])
             position += 2
+        if position != len(sample) - 1:
+            raise _Decline("markup after the end of a tag")
         if len(set(attributes)) != len(attributes):
             raise _Decline("duplicate attribute")  # malformed: expat reports it
         if declaration:
             return _Layout("declaration", name, tuple(attributes))
         return _Layout("empty" if closing[1] else "start", name, tuple(attributes))
 
-    def _check_counts(self, layouts: list[_Layout], layout_of_line: np.ndarray) -> None:
-        """Every quote and every ``<`` of the file must belong to the markup of a layout:
-        then no value holds a ``<`` and nothing but whitespace is outside the tags."""
-        lines_per_layout = np.bincount(layout_of_line, minlength=len(layouts))
-        quotes = sum(int(n) * layout.quote_count for n, layout in zip(lines_per_layout, layouts, strict=True))
-        tags = sum(int(n) for n, layout in zip(lines_per_layout, layouts, strict=True) if layout.kind != "blank")
-        if quotes != self.census.quotes or tags != self.census.tags:
-            raise _Decline("markup outside the recognised layouts")
-
     # - structure -
 
-    def _walk_structure(
-        self, fields: pl.DataFrame, layouts: list[_Layout], layout_of_line: np.ndarray
-    ) -> tuple[str, int, list[tuple[int, int]]]:
+    def _walk_structure(self, scan: ScanResult, line_kinds: np.ndarray) -> tuple[str, int, list[tuple[int, int]]]:
         """Check nesting (one root, every end tag closing the open element) and return the
         root, its line, and the line spans of the FlexStatement elements."""
-        kinds = np.array([layout.kind for layout in layouts] or ["blank"])
-        line_kinds = kinds[layout_of_line]
-        markup_lines = np.flatnonzero(line_kinds != "blank")
+        blank, declaration, start, _empty, end = range(len(self.KINDS))
+        layouts, layout_of_line = self.layouts, scan.layout_of_line
+        markup_lines = np.flatnonzero(line_kinds != blank)
         if markup_lines.size == 0:
             raise _Decline("no elements")
         position = 0
-        if line_kinds[markup_lines[0]] == "declaration":
+        if line_kinds[markup_lines[0]] == declaration:
             # XML allows nothing before the declaration, not even a blank.
-            if markup_lines[0] != 0 or not (fields["f0"][0] or "").startswith("<?xml"):
+            first = int(layout_of_line[markup_lines[0]])
+            if markup_lines[0] != 0 or not scan.samples[first][0].startswith("<?xml"):
                 raise _Decline("declaration not at the start")
-            self._check_declaration(fields, markup_lines[0], layouts[layout_of_line[markup_lines[0]]])
+            self._check_declaration(scan.samples[first], layouts[first])
             position = 1
         if position >= markup_lines.size:
             raise _Decline("no root element")
@@ -694,9 +579,8 @@ class _LineReader:
         root = layouts[layout_of_line[root_index]]
         if root.kind not in ("start", "empty"):
             raise _Decline("no root element")
-        if (line_kinds == "declaration").sum() > position:
+        if np.count_nonzero(line_kinds == declaration) > position:
             raise _Decline("declaration after the start")
-        empties = np.flatnonzero(line_kinds == "empty")
         spans: list[tuple[int, int]] = []
         if root.kind == "empty":
             if markup_lines.size != position + 1:
@@ -706,8 +590,8 @@ class _LineReader:
             return root.name, root_index + 1, spans
         stack: list[tuple[str, int]] = []
         root_end = -1
-        for index in np.flatnonzero((line_kinds == "start") | (line_kinds == "end")):
-            index = int(index)
+        # Start and end tags are few (sections); the many empty-element rows need no walk.
+        for index in np.flatnonzero((line_kinds == start) | (line_kinds == end)).tolist():
             if root_end >= 0:
                 raise _Decline("content after the root element")
             layout = layouts[layout_of_line[index]]
@@ -723,17 +607,18 @@ class _LineReader:
                 root_end = index
         if stack or root_end < 0:
             raise _Decline("unclosed element")
-        if empties.size and (empties[0] < root_index or empties[-1] > root_end):
+        if markup_lines[-1] > root_end:  # nothing precedes the root but the declaration
             raise _Decline("element outside the root")
-        for index in empties:
-            if layouts[layout_of_line[index]].name == "FlexStatement":
-                spans.append((int(index) + 1, int(index) + 1))
+        empty_statements = [
+            number for number, layout in enumerate(layouts) if layout.kind == "empty" and layout.name == "FlexStatement"
+        ]
+        for index in np.flatnonzero(np.isin(layout_of_line, empty_statements)).tolist():
+            spans.append((index + 1, index + 1))
         spans.sort()
         return root.name, root_index + 1, spans
 
-    def _check_declaration(self, fields: pl.DataFrame, index: int, layout: _Layout) -> None:
-        named = fields.row(int(index), named=True)
-        values = {name: named.get(f"f{2 * i + 1}") or "" for i, name in enumerate(layout.attributes)}
+    def _check_declaration(self, fields: tuple[str, ...], layout: _Layout) -> None:
+        values = {name: fields[2 * i + 1] for i, name in enumerate(layout.attributes)}
         if layout.attributes[0] != "version" or not re.fullmatch(r"1\.[0-9]+", values["version"]):
             raise _Decline("unusual XML declaration")
         allowed = ("version", "encoding", "standalone")
@@ -750,68 +635,59 @@ class _LineReader:
 
     def _element_rows(
         self,
-        fields: pl.DataFrame,
+        rows: bytes,
         lines: pl.Series,
-        layouts: list[_Layout],
-        layout_of_line: np.ndarray,
+        samples: list[tuple[str, ...]],
         name: str,
         wanted: Sequence[str],
         spans: list[tuple[int, int]],
+        has_tab: bool,
     ) -> pl.DataFrame:
         """One row per element called ``name`` that has attributes (IBKR names some sections
-        like their rows: ``<OptionEAE>`` holds ``<OptionEAE .../>``)."""
-        parts = []
-        numbers = pl.int_range(1, fields.height + 1, dtype=pl.Int64, eager=True).alias("line")
-        for number, layout in enumerate(layouts):
-            if layout.name != name or layout.kind not in ("start", "empty") or not layout.attributes:
-                continue
-            members = pl.Series(layout_of_line == number)
-            position = {attribute: 2 * i + 1 for i, attribute in enumerate(layout.attributes)}
-            columns = sorted({f"f{position[attribute]}" for attribute in wanted if attribute in position})
-            rows = fields.select("f0", *columns).filter(members)  # f0: a frame even without wanted values
-            parts.append(
-                rows.select(
-                    numbers.filter(members),
-                    _trimmed(lines.filter(members)).alias("raw_xml"),
-                    *[
-                        (pl.col(f"f{position[attribute]}") if attribute in position else pl.lit(None, pl.String))
-                        .alias(attribute)
-                        for attribute in wanted
-                    ],
-                )
+        like their rows: ``<OptionEAE>`` holds ``<OptionEAE .../>``), from the walk's
+        compact rows: the line number, then the wanted values separated by quotes."""
+        schema = {"line": pl.Int64(), **{attribute: pl.String() for attribute in wanted}}
+        if rows:
+            frame = pl.read_csv(
+                rows, has_header=False, separator='"', quote_char=None, schema=schema,
+                empty_string_is_null=True,  # an empty attribute value is null from here on
+                comment_prefix=None, raise_if_empty=False,
             )
-        schema = {"line": pl.Int64(), "raw_xml": pl.String(), **{attribute: pl.String() for attribute in wanted}}
-        if not parts:
-            frame = pl.DataFrame(schema=schema)
         else:
-            frame = pl.concat(parts, how="vertical")
-            if len(parts) > 1:
-                frame = frame.sort("line")
-        frame = self._decoded(frame, wanted)
+            frame = pl.DataFrame(schema=schema)
+        # The rows' lines by a mask: much cheaper than gathering a million long strings.
+        mask = np.zeros(lines.len(), dtype=bool)
+        mask[frame["line"].to_numpy() - 1] = True
+        raw_xml = lines.filter(pl.Series(mask))
+        padded = any(
+            sample[0][:1] in (" ", "\t") or sample[-1][-1:] in (" ", "\t")
+            for layout, sample in zip(self.layouts, samples, strict=True)
+            if layout.name == name
+        )
+        raw_xml = (_trimmed(raw_xml) if padded else raw_xml).alias("raw_xml")
+        frame = frame.insert_column(1, raw_xml)
+        frame = self._decoded(frame, wanted, has_tab=has_tab, has_reference=self.has_reference)
         return frame.with_columns(_statement_of(frame["line"], spans))
 
-    def _check_references(self, fields: pl.DataFrame, layouts: list[_Layout], layout_of_line: np.ndarray) -> None:
+    def _check_references(self, scan: ScanResult, lines: pl.Series) -> None:
         """Attribute values may hold ``&`` only as a well-formed reference (in every element,
         not only the ones the importer reads: the whole file must be XML)."""
-        if not self.census.has_reference:
-            return
-        for number, layout in enumerate(layouts):
-            if not layout.attributes:
-                continue
-            members = pl.Series(layout_of_line == number)
-            values = fields.select(f"f{2 * i + 1}" for i in range(len(layout.attributes))).filter(members)
-            for column in values.iter_columns():
-                for value in column.filter(column.str.contains("&", literal=True)).drop_nulls().unique():
-                    try:
-                        _decode_references(value)
-                    except ValueError:
-                        raise _Decline("malformed reference") from None
+        values = {
+            value
+            for line in lines.gather(scan.ampersand_lines).to_list()
+            for value in line.split('"')[1::2]
+            if "&" in value
+        }
+        for value in values:
+            try:
+                _decode_references(value)
+            except ValueError:
+                raise _Decline("malformed reference") from None
 
-    def _decoded(self, frame: pl.DataFrame, wanted: Sequence[str]) -> pl.DataFrame:
+    @staticmethod
+    def _decoded(frame: pl.DataFrame, wanted: Sequence[str], *, has_tab: bool, has_reference: bool) -> pl.DataFrame:
         """Values as an XML parser reports them: literal tabs become spaces (attribute value
         normalization), then references are replaced."""
-        has_tab = self.census.has_tab
-        has_reference = self.census.has_reference
         if not (has_tab or has_reference):
             return frame
         columns = []
@@ -835,8 +711,8 @@ def _whole_lines(data: bytes) -> pl.Series:
 
 
 def _trimmed(lines: pl.Series) -> pl.Series:
-    """Lines without the blanks around them (indentation, a CR before LF); stripping is
-    costly on a million lines, so only the lines that have any are stripped."""
+    """Lines without the blanks around them (indentation); stripping is costly on a
+    million lines, so only the lines that have any are stripped."""
     padded = (
         lines.str.starts_with(" ") | lines.str.starts_with("\t") | lines.str.ends_with(" ")
         | lines.str.ends_with("\t") | lines.str.ends_with("\r")
@@ -1199,6 +1075,11 @@ class _Statement:
                 executions = executions.sort("line")
         return link_cancellations(executions), skipped
 
+    def _padded(self, element: str) -> set[str] | None:
+        """The element's attributes with blanks around some value, when the reader knows."""
+        padded = self.document.padded
+        return None if padded is None else padded.get(element, set())
+
     def _with_statement_account(self, element: str, statements: tuple[FlexAccountStatement, ...]) -> pl.DataFrame:
         """The element's rows with the account of their statement; rows outside every
         statement make the file unusable (it is not a Flex statement's layout)."""
@@ -1217,7 +1098,7 @@ class _Statement:
         from them, then the problems (each names the attribute as the file spells it).
         """
         a = attributes
-        typed = _Typed(self, frame, a)
+        typed = _Typed(self, frame, a, self._padded(element))
         for name in ("strike", "multiplier", "fx_rate_to_base", "quantity", "price", "commission"):
             typed.number(name)
         typed.integer("con_id")
@@ -1226,7 +1107,16 @@ class _Statement:
         typed.date_time("date_time")
         t = typed.convert()
 
-        buy_sell_text = pl.col("buy_sell").str.to_uppercase()
+        # Sides, categories, rights and note codes take a handful of distinct values over
+        # a million rows: what derives from each is computed once per distinct value.
+        def code_flags(codes: pl.Expr) -> list[pl.Expr]:
+            return [
+                _has_code(codes, "Ca").alias("code_cancel"),
+                _has_code(codes, "Ep").alias("code_expired"),
+                _has_code(codes, "A").alias("code_assigned"),
+                _has_code(codes, "Ex").alias("code_exercised"),
+            ]
+
         if element == "TradeConfirm":
             codes = pl.col("open_close")  # "code" holds open/close and the note codes
             open_code, close_code = _has_code(codes, "O"), _has_code(codes, "C")
@@ -1237,27 +1127,33 @@ class _Statement:
                 pl.element().str.strip_chars().filter(~pl.element().str.strip_chars().is_in(["O", "C", ""]))
             )
             notes = pl.when(listed.list.len() > 0).then(listed.list.join(";"))
+            t = _by_distinct(
+                t, "open_close", notes.alias("notes_value"), open_close.alias("open_close_value"), *code_flags(codes)
+            )
         else:
-            codes = pl.col("notes")
             indicator = pl.col("open_close").str.to_uppercase()
             open_close = pl.when(indicator == "O").then(pl.lit("O")).when(indicator == "C").then(pl.lit("C"))
-            notes = codes
-        t = t.with_columns(
-            notes.alias("notes_value"),
-            _has_code(codes, "Ca").alias("code_cancel"),
-            _has_code(codes, "Ep").alias("code_expired"),
-            _has_code(codes, "A").alias("code_assigned"),
-            _has_code(codes, "Ex").alias("code_exercised"),
-        )
-        category = pl.col("asset_category").str.to_uppercase()
-        put_call_text = pl.col("put_call").str.to_uppercase()
-        compact = buy_sell_text.str.replace_all(" ", "", literal=True)
-        t = t.with_columns(
+            t = _by_distinct(t, "notes", *code_flags(pl.col("notes")))
+            t = _by_distinct(t, "open_close", open_close.alias("open_close_value"))
+            t = t.with_columns(pl.col("notes").alias("notes_value"))
+        compact = pl.col("buy_sell").str.to_uppercase().str.replace_all(" ", "", literal=True)
+        t = _by_distinct(
+            t,
+            "buy_sell",
             compact.replace_strict(_SIDES, default=None, return_dtype=pl.String).alias("side"),
             compact.str.contains("(CA", literal=True).fill_null(False).alias("marked_cancel"),
-            open_close.alias("open_close_value"),
+        )
+        category = pl.col("asset_category").str.to_uppercase()
+        t = _by_distinct(
+            t,
+            "asset_category",
             category.alias("category"),
             category.is_in(_OPTION_CATEGORIES).fill_null(False).alias("is_option"),
+        )
+        put_call_text = pl.col("put_call").str.to_uppercase()
+        t = _by_distinct(
+            t,
+            "put_call",
             pl.when(put_call_text.is_in(["P", "PUT"])).then(pl.lit("P"))
             .when(put_call_text.is_in(["C", "CALL"])).then(pl.lit("C")).alias("right"),
         )
@@ -1388,7 +1284,7 @@ class _Statement:
         frame = self._with_statement_account("OptionEAE", statements)
         if frame.height == 0:
             return pl.DataFrame(schema=OPTION_EVENT_COLUMNS)
-        typed = _Typed(self, frame, _OPTION_EVENT_ATTRIBUTES)
+        typed = _Typed(self, frame, _OPTION_EVENT_ATTRIBUTES, self._padded("OptionEAE"))
         for name in ("strike", "multiplier", "quantity", "trade_price", "mark_price", "realized_pnl"):
             typed.number(name)
         typed.integer("con_id")
@@ -1526,17 +1422,27 @@ class _Typed:
     a condition and a message; messages are written only for the rows that have one.
     """
 
-    def __init__(self, statement: _Statement, frame: pl.DataFrame, attributes: Mapping[str, str]):
+    def __init__(
+        self,
+        statement: _Statement,
+        frame: pl.DataFrame,
+        attributes: Mapping[str, str],
+        padded_attributes: set[str] | None = None,
+    ):
         self.statement = statement
         self.attributes = attributes
         keep = [name for name in ("line", "statement", "statement_account", "raw_xml") if name in frame.columns]
         self.frame = frame.select(*keep, *[pl.col(attr).alias(name) for name, attr in attributes.items()])
-        # IBKR writes no blanks around values; trimming is paid only where a file has some.
-        blanks = self.frame.select(
-            (pl.col(name).str.starts_with(" ") | pl.col(name).str.ends_with(" ")).any().alias(name)
-            for name in dict.fromkeys(attributes)
-        )
-        padded = [name for name, has_blank in blanks.row(0, named=True).items() if has_blank]
+        # IBKR writes no blanks around values; trimming is paid only where a file has some
+        # (the line walk knows which attributes do; otherwise the values are looked at).
+        if padded_attributes is not None:
+            padded = [name for name, attribute in attributes.items() if attribute in padded_attributes]
+        else:
+            blanks = self.frame.select(
+                (pl.col(name).str.starts_with(" ") | pl.col(name).str.ends_with(" ")).any().alias(name)
+                for name in dict.fromkeys(attributes)
+            )
+            padded = [name for name, has_blank in blanks.row(0, named=True).items() if has_blank]
         if padded:
             self.frame = self.frame.with_columns(_clean(pl.col(name)) for name in padded)
         self.problems: list[tuple[pl.Expr, pl.Expr]] = []
@@ -1611,6 +1517,13 @@ def _clean(value: pl.Expr) -> pl.Expr:
     blanks stay: OCC symbols are padded inside."""
     trimmed = value.str.strip_chars(" ")
     return pl.when(trimmed != "").then(trimmed)
+
+
+def _by_distinct(frame: pl.DataFrame, column: str, *derived: pl.Expr) -> pl.DataFrame:
+    """``frame`` with columns that derive from ``column`` alone, each computed once per
+    distinct value of the column (null included) and joined back in row order."""
+    distinct = frame.select(pl.col(column).unique()).with_columns(*derived)
+    return frame.join(distinct, on=column, how="left", nulls_equal=True, maintain_order="left")
 
 
 def _has_code(codes: pl.Expr, code: str) -> pl.Expr:

@@ -9,8 +9,10 @@ in raw_xml); reads the four date formats and refuses ambiguous or contradicted d
 converts New York times to UTC across DST; keeps bad rows with their reasons; and refuses
 unusable files with InputFileError naming file, line and reason, returning nothing. Files
 outside the fast reader's shape (comments, single quotes, several elements on a line)
-read the same through the reference reader. The real sample statements (when present)
-parse without errors, with their multipliers.
+read the same through the reference reader. The line walk (ingest.flex_scan) gives the
+same result compiled by numba as in plain Python, grows its buffers as needed, and
+declines values holding "<", control characters or a lone CR. The real sample statements
+(when present) parse without errors, with their multipliers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import polars as pl
 import pytest
 
 from trading_pipeline.errors import InputFileError
+from trading_pipeline.ingest import flex_scan
 from trading_pipeline.ingest.flex import (
     EXECUTION_COLUMNS,
     OPTION_EVENT_COLUMNS,
@@ -592,3 +595,78 @@ def test_real_2018_activity_sample_with_other_multipliers_and_currencies():
     assert sorted(fop["multiplier"].to_list()) == [1000.0, 10000.0, 62500.0, 62500.0]
     attributes = raw_attributes(rows["raw_xml"][0])
     assert attributes["isin"] == "GB00B4VLR192" and attributes["volatilityOrderLink"] == "1036676378.0"
+
+
+# --- the line walk (ingest.flex_scan): numba and plain Python, buffers, declines -------------------
+
+WALK_DOCUMENTS = {
+    "plain": statement(trade(), trade(ibExecID="e2", tradePrice="1.1", quantity="-1", notes="")),
+    "crlf and indent": statement(trade(), "  " + trade(ibExecID="e2") + "\t").replace(b"\n", b"\r\n"),
+    "tab and references": statement(trade(description="S&amp;P\t500 &#x41;", ibExecID="e&lt;3")),
+    "option events": statement(trade(), extra=(
+        '<OptionEAE>\n<OptionEAE accountId="U1111111" currency="USD" assetCategory="OPT" symbol="XYZ" conid="5" '
+        'multiplier="100" strike="100" expiry="20261218" putCall="P" date="20261218" transactionType="Expiration" '
+        'quantity="2" tradePrice="0" markPrice="0" realizedPnl="0" tradeID="5001" />\n</OptionEAE>\n')),
+    "declared": b'<?xml version="1.0" encoding="UTF-8"?>\n' + statement(trade()),
+}
+
+
+@pytest.mark.parametrize("name", list(WALK_DOCUMENTS))
+def test_the_numba_walk_reads_exactly_what_the_python_walk_reads(name, monkeypatch):
+    data = WALK_DOCUMENTS[name]
+    plain = parse_flex(data, source="walk.xml")
+    monkeypatch.setattr(flex_scan, "NUMBA_THRESHOLD", 0)  # every document through the compiled kernel
+    compiled = parse_flex(data, source="walk.xml")
+    assert plain.executions.height >= 1 and plain.executions["error"].null_count() == plain.executions.height
+    assert compiled.executions.equals(plain.executions)
+    assert compiled.option_events.equals(plain.option_events)
+    assert compiled.statements == plain.statements
+
+
+def test_decoded_values_from_the_walk():
+    row = parse(WALK_DOCUMENTS["tab and references"]).row(0, named=True)
+    assert row["description"] == "S&P 500 A"  # tab normalized to a blank, references decoded
+    assert row["exec_id"] == "e<3"
+
+
+@pytest.mark.parametrize("use_numba", [False, True], ids=["python", "numba"])
+def test_the_walk_grows_its_line_and_row_buffers(use_numba):
+    # The first 64 KiB hold long lines, the rest a great many short ones: the line table
+    # sized from the start must grow; each short <Trade> writes a row (line number and 28
+    # separators) longer than its own line, so the row buffer must grow as well.
+    wanted = {"Trade": ("a", *(f"x{i}" for i in range(27)))}
+    long_line = '<Long v="' + "y" * 5000 + '"/>\n'
+    lines = ["<Root>\n", long_line * 14, *(f'<Trade a="{i}"/>\n' for i in range(30000)), "</Root>\n"]
+    data = "".join(lines).encode()
+
+    def layout_of(fields):
+        names = tuple(field.strip().split()[-1].rstrip("=") for field in fields[0:-1:2])
+        element = "Trade" if fields[0].startswith("<Trade") else None
+        return flex_scan.LineLayout(element, names)
+
+    result = flex_scan.scan_lines(data, wanted, layout_of, max_layouts=8, use_numba=use_numba)
+    assert result.line_count == 30016
+    assert len(result.samples) == 4  # <Root>, <Long>, <Trade>, </Root>
+    rows = pl.read_csv(result.rows["Trade"], has_header=False, separator='"', quote_char=None,
+                       schema={"line": pl.Int64(), **{name: pl.String() for name in wanted["Trade"]}},
+                       empty_string_is_null=True)
+    assert rows.height == 30000
+    assert rows["line"].to_list() == list(range(16, 30016))
+    assert rows["a"].to_list() == [str(i) for i in range(30000)]
+    assert rows["x26"].null_count() == 30000
+
+
+@pytest.mark.parametrize("use_numba", [False, True], ids=["python", "numba"])
+@pytest.mark.parametrize("value", [b"a<b", b"a\x07b", b"a\rb"], ids=["lt", "control", "lone CR"])
+def test_the_walk_declines_values_no_fast_read_may_take(value, use_numba):
+    data = b'<Root>\n<Trade a="' + value + b'"/>\n</Root>\n'
+    with pytest.raises(flex_scan.ScanDeclined):
+        flex_scan.scan_lines(data, {"Trade": ("a",)}, lambda fields: flex_scan.LineLayout(
+            "Trade" if fields[0].startswith("<Trade") else None, ("a",) if len(fields) > 1 else ()),
+            max_layouts=8, use_numba=use_numba)
+
+
+def test_a_value_with_a_lt_is_refused_with_its_line():
+    # "<" in a value is malformed XML; expat names the line.
+    error = refused(statement(trade(description="a<b")))
+    assert error.row == 5 and "not well-formed" in error.reason

@@ -6,7 +6,9 @@ Checked against the standard library's XML parser as an oracle: a file it finds 
 is refused; a file that is returned holds exactly one execution row per EXECUTION-level
 <Trade>/<TradeConfirm> element and one option event per <OptionEAE> row, each row's raw
 attributes equal to the oracle's, and the fast reader's result equals the reference
-reader's. Attribute values with XML's special characters arrive decoded.
+reader's. Attribute values with XML's special characters arrive decoded. The line walk
+compiled by numba (big files) decides and reads exactly as its plain-Python run (small
+files) on the same damaged input.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from trading_pipeline.errors import InputFileError
+from trading_pipeline.ingest import flex_scan
 from trading_pipeline.ingest.flex import EXECUTION_COLUMNS, OPTION_EVENT_COLUMNS, parse_flex, raw_attributes
 
 SOURCE = "fuzz.xml"
@@ -176,6 +179,32 @@ def test_damaged_files_are_refused_or_read_completely(data):
     reference = parse_flex(data + b"\n<!-- force the reference reader -->", source=SOURCE)
     assert reference.executions.drop("raw_xml").equals(parsed.executions.drop("raw_xml"))
     assert reference.option_events.drop("raw_xml").equals(parsed.option_events.drop("raw_xml"))
+
+
+def outcome(data: bytes) -> tuple:
+    try:
+        parsed = parse_flex(data, source=SOURCE)
+    except InputFileError as error:
+        return ("refused", error.reason, error.row, error.column)
+    return ("read", parsed.executions, parsed.option_events, parsed.statements, parsed.date_format)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged())
+def test_the_compiled_walk_decides_and_reads_like_the_python_walk(data):
+    plain = outcome(data)
+    threshold = flex_scan.NUMBA_THRESHOLD
+    flex_scan.NUMBA_THRESHOLD = 0  # every document through the compiled kernel
+    try:
+        compiled = outcome(data)
+    finally:
+        flex_scan.NUMBA_THRESHOLD = threshold
+    assert compiled[0] == plain[0]
+    if plain[0] == "refused":
+        assert compiled == plain
+    else:
+        assert compiled[1].equals(plain[1]) and compiled[2].equals(plain[2])
+        assert compiled[3:] == plain[3:]
 
 
 @FUZZ
