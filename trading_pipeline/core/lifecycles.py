@@ -49,7 +49,9 @@ Matching rules:
   :func:`link_cancellations` (and :func:`deduplicate_executions`) on the union first.
 
 Everything is vectorized (sorts, running sums and one interval intersection, no loop over
-executions), so a million executions match in a few seconds.
+executions or cancellations), and works on numbers: texts are coded (order ids by their
+number when they are plain decimal numbers, as IBKR's are) and read back only for what is
+reported. A million executions match in about a second.
 """
 
 from __future__ import annotations
@@ -161,53 +163,67 @@ def link_cancellations(executions: pl.DataFrame) -> pl.DataFrame:
     candidates = links.filter(
         ~pl.col("cancelled") & pl.col("trade_id").is_in(cancels["orig_trade_id"].unique().implode())
     ).select("position", "account", "trade_id", "exec_id")
-    # Cancellations are rare: a loop over them (not over the executions) is clearest.
-    waiting: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for position, account, trade_id, exec_id in candidates.iter_rows():
-        waiting.setdefault((account, trade_id), []).append((position, exec_id))
-    target_positions, target_links, cancel_positions, cancel_links = [], [], [], []
-    for position, account, orig_trade_id, exec_id in cancels.iter_rows():
-        queue = waiting.get((account, orig_trade_id), [])
-        index = next((i for i, (before, _) in enumerate(queue) if before < position), None)
-        if index is None:
-            continue  # the original is not in these executions
-        target_position, target_exec_id = queue.pop(index)
-        target_positions.append(target_position)
-        target_links.append(exec_id)
-        cancel_positions.append(position)
-        cancel_links.append(target_exec_id)
-    if not target_positions:
+    # Per account and trade id, in order: each cancellation takes the earliest candidate
+    # before it not yet taken, so the k-th cancellation that finds one takes the k-th
+    # candidate. It finds none where the candidates before it are used up: where the count
+    # of candidates less cancellations reaches a new low below zero (the matcher's gaps).
+    queue = pl.concat([
+        candidates.with_columns(pl.lit(1, pl.Int64).alias("flow")),
+        cancels.rename({"orig_trade_id": "trade_id"}).with_columns(pl.lit(-1, pl.Int64).alias("flow")),
+    ]).sort("account", "trade_id", "position")
+    queue = queue.with_columns(_group_starts(("account", "trade_id")).alias("start"))
+    queue = queue.with_columns(
+        _grouped_cum_sum("flow", "start").alias("balance"), pl.col("start").cast(pl.Int64).cum_sum().alias("key")
+    )
+    low = pl.min_horizontal(_grouped_cum_min("balance", "key", 2 * queue.height + 1), pl.lit(0))
+    queue = queue.with_columns(low.alias("low"))
+    low_before = pl.when(pl.col("start")).then(0).otherwise(pl.col("low").shift(1))
+    queue = queue.with_columns((pl.col("flow") > 0).alias("is_candidate")).filter(
+        pl.col("is_candidate") | (pl.col("low") == low_before)  # candidates, cancellations finding one
+    )
+    # The k-th of each kind within its group: counted per group and kind.
+    queue = queue.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("key", "is_candidate").alias("k"))
+    pairs = queue.filter(pl.col("is_candidate")).join(
+        queue.filter(~pl.col("is_candidate")), on=["key", "k"], how="inner", suffix="_cancel"
+    )
+    if pairs.height == 0:
         return frame
-    cancelled = frame["cancelled"].scatter(target_positions, True)
-    cancelled_by = frame["cancelled_by_exec_id"].scatter(target_positions, target_links)
-    cancels_exec = frame["cancels_exec_id"].scatter(cancel_positions, cancel_links)
+    cancelled = frame["cancelled"].scatter(pairs["position"], True)
+    cancelled_by = frame["cancelled_by_exec_id"].scatter(pairs["position"], pairs["exec_id_cancel"])
+    cancels_exec = frame["cancels_exec_id"].scatter(pairs["position_cancel"], pairs["exec_id"])
     return frame.with_columns(cancelled, cancelled_by, cancels_exec)
 
 
 def match_lifecycles(executions: pl.DataFrame, *, as_of: date | None = None) -> Lifecycles:
     """Match the option executions into lifecycles (see the module's rules)."""
-    base = _countable_options(executions)
-    if base.height == 0:
+    executions = _with_withdrawn_commissions(executions)
+    numbers = _countable_options(executions)
+    if numbers.height == 0:
         return Lifecycles(pl.DataFrame(schema=LIFECYCLE_COLUMNS), pl.DataFrame(schema=GAP_COLUMNS))
-    rows = _open_and_close_amounts(_in_contract_order(base))
+    rows = _open_and_close_amounts(_in_contract_order(numbers))
     events = _with_gaps(_events(rows))
     segments = _allocate(events)
-    return Lifecycles(_lifecycles(segments, rows, events, base, as_of), _gaps(events, rows, base))
+    # The texts reported are gathered from here at scattered rows: from one contiguous
+    # chunk that is many times faster than from several (a concatenation, a Parquet file).
+    texts = executions.select(*_TEXT_COLUMNS.values(), "exec_id", "trade_date", "date_time_utc").rechunk()
+    return Lifecycles(_lifecycles(segments, rows, events, texts, as_of), _gaps(events, rows, texts))
 
 
 # --- steps --------------------------------------------------------------------------------
 #
-# ``base`` holds the countable executions as given; the matching itself works on numbers
-# only (category codes for texts), sorted by contract and time, and reaches back into
-# ``base`` (column ``source``) for the texts of what it reports.
+# The matching works on numbers only (category codes for texts), sorted by contract and
+# time, and reaches back into the executions (column ``source``: the row there) for the
+# texts of what it reports.
 #
 # Rows are sorted by contract (and events by contract and side), so each group is a run of
 # consecutive rows. Per-group running sums and minima are computed as global ones that are
 # re-based at each group's first row: a few vectorized passes, whatever the number of
 # groups (a window function per group is far slower with hundreds of thousands of them).
 
-_EVENT_CODES = {"trade": 0, "expiration": 1, "assignment": 2, "exercise": 3}
 _EXIT_OF_EVENT = {1: "expiration", 2: "assignment", 3: "exercise"}
+# A lifecycle's (and gap's) texts: name -> column of the executions.
+_TEXT_COLUMNS = {"account": "account", "underlying": "underlying", "right": "put_call", "strike": "strike",
+                 "expiry": "expiry", "currency": "currency"}
 
 
 def _group_starts(columns: Sequence[str]) -> pl.Expr:
@@ -272,78 +288,73 @@ def _with_withdrawn_commissions(executions: pl.DataFrame) -> pl.DataFrame:
 
 
 def _countable_options(executions: pl.DataFrame) -> pl.DataFrame:
-    """The valid, uncancelled option executions, in the order given (``given_order``)."""
-    executions = _with_withdrawn_commissions(executions)
+    """The numbers matching works on, for the valid, uncancelled option executions in the
+    order given; ``source`` is the row in ``executions`` (texts are read from there at the
+    end: filtering and sorting text columns costs far more than numbers)."""
     valid = pl.col("put_call").is_not_null() & pl.col("strike").is_not_null() & pl.col("expiry").is_not_null()
     valid = valid & pl.col("underlying").is_not_null() & pl.col("date_time_utc").is_not_null()
     if "error" in executions.columns:
         valid = valid & pl.col("error").is_null()
     if "cancelled" in executions.columns:
         valid = valid & ~pl.col("cancelled").fill_null(False)
-    return (
-        executions.with_row_index("given_order")
-        .select(  # the columns matching needs first: filtering a narrow frame is cheaper
-            valid.alias("countable"),
-            "given_order",
-            "account",
-            "underlying",
-            pl.col("put_call").alias("right"),
-            "strike",
-            "expiry",
-            "exec_id",
-            "order_id",
-            "buy_sell",
-            pl.col("quantity").abs().round(0).cast(pl.Int64).alias("contracts"),
-            "price",
-            pl.col("commission").fill_null(0.0),
-            "multiplier",
-            "currency",
-            "open_close",
-            "event",
-            "date_time_utc",
-            "trade_date",
-        )
-        .filter(pl.col("countable"))
-        .drop("countable")
-    )
-
-
-def _in_contract_order(base: pl.DataFrame) -> pl.DataFrame:
-    """The numbers matching works on, grouped by contract in time order, numbered ``row``,
-    with ``key_start`` marking each contract's first row and ``source`` the row in base."""
-    codes = base.select(
+    event = pl.col("event")  # coded 1-3 (see _EXIT_OF_EVENT), a trade 0
+    return executions.select(
+        valid.alias("countable"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("source"),
         pl.col("account").cast(pl.Categorical).to_physical().alias("account_code"),
         pl.col("underlying").cast(pl.Categorical).to_physical().alias("underlying_code"),
-        (pl.col("right") == "P").alias("is_put"),
+        (pl.col("put_call") == "P").alias("is_put"),
         "strike",
         "expiry",
         (pl.col("buy_sell") == "BUY").alias("is_buy"),
-        "contracts",
-        pl.col("open_close").replace_strict({"O": 1, "C": 2}, default=0, return_dtype=pl.Int8).alias("indicator"),
-        pl.col("event").replace_strict(_EVENT_CODES, default=0, return_dtype=pl.Int8).alias("event_code"),
+        pl.col("quantity").abs().round(0).cast(pl.Int64).alias("contracts"),
+        # Codes: 0 stands for "none" (null or another text) wherever they are read.
+        pl.when(pl.col("open_close") == "O").then(1).when(pl.col("open_close") == "C").then(2).otherwise(0)
+        .cast(pl.Int8).alias("indicator"),
+        pl.coalesce([*[pl.when(event == name).then(code) for code, name in _EXIT_OF_EVENT.items()], pl.lit(0)])
+        .cast(pl.Int8).alias("event_code"),
         "price",
-        "commission",
+        pl.col("commission").fill_null(0.0),
         "multiplier",
         "date_time_utc",
         "trade_date",
-        "given_order",
-        # An order's fills are one opening (or closing); without an order id, the execution
-        # is (a negative number of its own).
-        pl.when(pl.col("order_id").is_not_null())
-        .then(pl.col("order_id").cast(pl.Categorical).to_physical().cast(pl.Int64))
-        .otherwise(-1 - pl.int_range(pl.len(), dtype=pl.Int64))
-        .alias("unit"),
-    )
+        _opening_units(executions["order_id"]).alias("unit"),
+    ).filter(pl.col("countable")).drop("countable")
+
+
+def _opening_units(order_ids: pl.Series) -> pl.Series:
+    """One number per order id (an order's fills are one opening or closing), and a
+    negative number of its own for each execution without one.
+
+    IBKR's order ids are decimal numbers: when every id is the plain spelling of its number
+    (digits only, no leading zero: as many characters as the number has digits), the
+    number is the code (far cheaper than a dictionary of a million texts).
+    """
+    numbers = order_ids.str.to_integer(base=10, strict=False)
+    length = order_ids.str.len_bytes().cast(pl.Int64)
+    smallest = pl.lit(10, pl.Int64).pow(pl.lit(length).clip(1, 19) - 1)  # of as many digits
+    plain = pl.select((numbers >= 0) & ((length == 1) | (numbers >= smallest))).to_series().fill_null(False)
+    if not (plain | order_ids.is_null()).all():
+        numbers = order_ids.cast(pl.Categorical).to_physical().cast(pl.Int64)
+    own = pl.Series(np.arange(-1, -1 - order_ids.len(), -1, dtype=np.int64))
+    return numbers.cast(pl.Int64).zip_with(order_ids.is_not_null(), own)
+
+
+def _in_contract_order(numbers: pl.DataFrame) -> pl.DataFrame:
+    """``numbers`` grouped by contract in time order (then the order given), numbered
+    ``row``, with ``key_start`` marking each contract's first row."""
     key = ("account_code", "underlying_code", "is_put", "strike", "expiry")
     # Contracts are grouped by a hash of their key (sorting by one integer is several times
     # faster than by five columns); in the unlikely case two keys share a hash, exactly.
-    codes = codes.with_columns(pl.struct(*key).hash().alias("key_hash"))
-    rows = codes.sort("key_hash", "date_time_utc", "given_order").with_columns(
-        _group_starts(key).alias("key_start"), _group_starts(("key_hash",)).alias("hash_start")
-    )
+    codes = numbers.with_columns(pl.struct(*key).hash().alias("key_hash"))
+    if codes["date_time_utc"].is_sorted():
+        # Given in time order already (as imports are): a stable sort by contract keeps it.
+        rows = codes.sort("key_hash", maintain_order=True)
+    else:
+        rows = codes.sort("key_hash", "date_time_utc", "source")
+    rows = rows.with_columns(_group_starts(key).alias("key_start"), _group_starts(("key_hash",)).alias("hash_start"))
     if (rows["key_start"] != rows["hash_start"]).any():
-        rows = codes.sort(*key, "date_time_utc", "given_order").with_columns(_group_starts(key).alias("key_start"))
+        rows = codes.sort(*key, "date_time_utc", "source").with_columns(_group_starts(key).alias("key_start"))
     return rows.drop("key_hash", "hash_start", strict=False).with_row_index("row")
 
 
@@ -374,15 +385,19 @@ def _events(rows: pl.DataFrame) -> pl.DataFrame:
     """One event per opening or closing part of an execution, sorted by contract, side and
     time; a closing part comes before the opening part of the same execution. A BUY closes
     the short side and opens the long one; a SELL the other way round."""
-    closing = rows.filter(pl.col("closes") > 0).select(
+    parts = rows.select("row", "contract", "is_buy", "closes", "opens")  # filtering copies every column
+    closing = parts.filter(pl.col("closes") > 0).select(
         "row", "contract", pl.col("is_buy").alias("is_short"), pl.lit(0, pl.Int8).alias("is_open"),
         pl.col("closes").alias("quantity"),
     )
-    opening = rows.filter(pl.col("opens") > 0).select(
+    opening = parts.filter(pl.col("opens") > 0).select(
         "row", "contract", (~pl.col("is_buy")).alias("is_short"), pl.lit(1, pl.Int8).alias("is_open"),
         pl.col("opens").alias("quantity"),
     )
-    events = pl.concat([closing, opening]).sort("contract", "is_short", "row", "is_open")
+    # One integer orders them as (contract, is_short, row, is_open) do: far faster to sort.
+    rows_count = rows.height
+    order = ((pl.col("contract") * 2 + pl.col("is_short")) * rows_count + pl.col("row")) * 2 + pl.col("is_open")
+    events = pl.concat([closing, opening]).sort(order)
     events = events.with_columns(_group_starts(("contract", "is_short")).alias("group_start"))
     return events.with_columns(pl.col("group_start").cast(pl.Int64).cum_sum().alias("group"))
 
@@ -419,12 +434,20 @@ def _allocate(events: pl.DataFrame) -> pl.DataFrame:
     exactly the openings FIFO gives it. Returns (open event, close event or -1, contracts)
     segments, including what is still open.
     """
-    axis = events.with_row_index("event").with_columns(
+    axis = events.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("event"),
+        "open_quantity",
+        "matched_close",
         pl.col("open_quantity").cum_sum().alias("open_end"),
         _grouped_cum_sum("matched_close", "group_start").alias("close_in_group"),
-    ).with_columns(
+        "group_start",
+    ).select(  # only what the intersection needs: the filters below copy every column
+        "event",
+        "open_quantity",
+        "matched_close",
+        "open_end",
         (pl.when(pl.col("group_start")).then(pl.col("open_end") - pl.col("open_quantity")).forward_fill()
-         + pl.col("close_in_group")).alias("close_end")
+         + pl.col("close_in_group")).alias("close_end"),
     )
     opens = axis.filter(pl.col("open_quantity") > 0)
     closes = axis.filter(pl.col("matched_close") > 0)
@@ -457,10 +480,16 @@ def _allocate(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _lifecycles(
-    segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame, base: pl.DataFrame, as_of: date | None
+    segments: pl.DataFrame, rows: pl.DataFrame, events: pl.DataFrame, texts: pl.DataFrame, as_of: date | None
 ) -> pl.DataFrame:
+    """One lifecycle per opening and exit type, from the (open, close, contracts) segments.
+
+    ``texts``: the executions' text columns (rows numbered as ``source``)."""
+    if segments.height == 0:  # nothing opened (only gaps)
+        return pl.DataFrame(schema=LIFECYCLE_COLUMNS)
     event_row = events["row"].to_numpy()
-    open_row = event_row[segments["open_event"].to_numpy()]
+    open_event = segments["open_event"].to_numpy()
+    open_row = event_row[open_event]
     close_event = segments["close_event"].to_numpy()
     has_close = close_event >= 0
     close_row = np.where(has_close, event_row[np.where(has_close, close_event, 0)], 0)
@@ -475,8 +504,8 @@ def _lifecycles(
     frame = pl.DataFrame(
         {
             "quantity": segments["quantity"],
-            "is_short": events["is_short"].gather(segments["open_event"]),
-            "contract": at_open("contract"),
+            "side_group": events["group"].gather(open_event),  # contract and side
+            "is_short": events["is_short"].gather(open_event),
             "open_row": pl.Series(open_row),
             "open_source": at_open("source"),
             "open_unit": at_open("unit"),
@@ -486,19 +515,12 @@ def _lifecycles(
             "open_time": at_open("date_time_utc"),
             "open_date": at_open("trade_date"),
             "close_date": at_close("trade_date"),
-            "open_order": at_open("given_order"),
             "close_source": at_close("source"),
             "close_unit": at_close("unit"),
             "close_price": at_close("price"),
             "close_commission_each": at_close("commission") / at_close("contracts"),
             "close_event": at_close("event_code"),
         }
-    )
-    exec_ids = base["exec_id"]
-    frame = frame.with_columns(
-        exec_ids.gather(frame["open_source"]).alias("open_exec_id"),
-        pl.select(pl.when(closing).then(exec_ids.gather(frame["close_source"].fill_null(0)))).to_series()
-        .alias("close_exec_id"),
     )
     direction = pl.when(pl.col("is_short")).then(-1.0).otherwise(1.0)
     exit_code = (  # 0 open, 1-3 the closing events, 4 btc, 5 stc
@@ -521,37 +543,95 @@ def _lifecycles(
             - (pl.col("close_commission_each").fill_null(0.0) * pl.col("quantity"))
         ).alias("segment_cost"),
     )
-    # One opening: the fills of one opening order (or one execution) on one contract and side.
-    unit = ["contract", "is_short", "open_unit"]
-    frame = frame.with_columns(pl.col("quantity").sum().over(unit).alias("unit_total"))
-    grouped = frame.group_by(*unit, "exit_code").agg(
+    frame = _numbered_lifecycles(frame)
+    # Most lifecycles are one segment: they need no grouping (a sum of one number is that
+    # number); only the others go through a group_by.
+    alone = frame.filter(pl.col("alone")).select(
+        "lifecycle",
+        "exit_code",
+        "is_short",
+        "quantity",
+        # What the group_by below computes for one row (a sum of nothing but nulls is 0).
+        (pl.col("open_price") * pl.col("quantity")).fill_null(0.0).truediv(pl.col("quantity")).alias("open_price"),
+        (pl.col("close_price") * pl.col("quantity")).fill_null(0.0).truediv(pl.col("quantity")).alias("close_price"),
+        pl.col("segment_pnl").fill_null(0.0).alias("gross_pnl"),
+        pl.col("segment_cost").fill_null(0.0).alias("commissions"),
+        pl.lit(True).alias("one_closing_unit"),
+        pl.col("open_row").alias("first_row"),
+        "open_date",
+        "close_date",
+        "multiplier",
+        "open_time",
+        pl.col("open_source").alias("open_order"),
+        "unit_total",
+        "close_source",
+    )
+    shared = frame.filter(~pl.col("alone"))
+    exec_ids = texts["exec_id"]
+    shared = shared.with_columns(
+        exec_ids.gather(shared["open_source"]).alias("open_exec_id"),
+        pl.when(pl.col("close_source").is_not_null())
+        .then(pl.lit(exec_ids.gather(shared["close_source"].fill_null(0))))
+        .alias("close_exec_id"),
+    )
+    together = shared.group_by("lifecycle").agg(
+        pl.col("exit_code").first(),
+        pl.col("is_short").first(),
         pl.col("quantity").sum(),
         ((pl.col("open_price") * pl.col("quantity")).sum() / pl.col("quantity").sum()).alias("open_price"),
         ((pl.col("close_price") * pl.col("quantity")).sum() / pl.col("quantity").sum()).alias("close_price"),
         pl.col("segment_pnl").sum().alias("gross_pnl"),
         pl.col("segment_cost").sum().alias("commissions"),
-        pl.col("unit_total").first(),
-        pl.col("close_unit").drop_nulls().n_unique().alias("closing_units"),
-        pl.col("open_source").sort_by("open_row").first().alias("first_source"),
-        pl.col("open_exec_id").unique(maintain_order=True).alias("open_exec_ids"),
-        pl.col("close_exec_id").drop_nulls().unique(maintain_order=True).alias("close_exec_ids"),
+        # Closed by one closing order: its only closing unit (cheaper than counting them).
+        (pl.col("close_unit").min() == pl.col("close_unit").max()).alias("one_closing_unit"),
+        pl.col("open_row").min().alias("first_row"),
         pl.col("open_date").min(),
         pl.col("close_date").max(),
         pl.col("multiplier").first(),
         pl.col("open_time").min(),
-        pl.col("open_order").min(),
+        pl.col("open_source").min().alias("open_order"),
+        pl.col("unit_total").first(),
+        pl.lit(None, pl.Int64).alias("close_source"),
+        pl.col("open_exec_id").unique(maintain_order=True).alias("open_exec_ids"),
+        pl.col("close_exec_id").drop_nulls().unique(maintain_order=True).alias("close_exec_ids"),
     )
-    # Texts come from base, once per lifecycle (or per execution id listed).
-    first = grouped["first_source"]
-    texts = grouped.select(
-        *[base[name].gather(first).alias(name) for name in ("account", "underlying", "right", "strike", "expiry",
-                                                             "currency")],
+    # The result's order first (numbers sort faster than the texts and lists they stand
+    # for), then the texts, once per lifecycle, gathered in about the executions' order.
+    exit_types = {0: "open", 4: "btc", 5: "stc", **_EXIT_OF_EVENT}
+    exit_rank = {code: rank for rank, code in enumerate(sorted(exit_types, key=exit_types.__getitem__))}
+    lists = together.select("open_exec_ids", "close_exec_ids")
+    grouped = pl.concat(
+        [alone.with_columns(pl.lit(None, pl.UInt32).alias("lists_at")),
+         together.drop(lists.columns).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("lists_at"))],
+        how="vertical",
+    ).rechunk()  # sorting gathers: from one chunk several times faster
+    rank = pl.col("exit_code").replace_strict(exit_rank, return_dtype=pl.Int64)
+    # Executions in time order (as imports give them): the first opening execution's place
+    # orders the lifecycles by time too, and one integer sorts faster than three columns.
+    # (Each lifecycle has its own (open_order, exit type), so either order is the same.)
+    in_order = grouped.sort(pl.col("open_order") * len(exit_rank) + rank)
+    grouped = in_order if in_order["open_time"].is_sorted() else grouped.sort("open_time", "open_order", rank)
+    first = rows["source"].gather(grouped["first_row"])
+    lists_at = grouped["lists_at"]
+    close_exec_id = exec_ids.gather(grouped["close_source"].fill_null(0)).alias("close_exec_id")
+    grouped = grouped.with_columns(
+        *[texts[column].gather(first).alias(name) for name, column in _TEXT_COLUMNS.items()],
         exec_ids.gather(first).alias("first_open_exec_id"),
-    )
-    grouped = pl.concat([grouped, texts], how="horizontal").with_columns(
-        pl.col("exit_code")
-        .replace_strict({0: "open", 4: "btc", 5: "stc", **_EXIT_OF_EVENT}, return_dtype=pl.String)
-        .alias("exit_type"),
+        close_exec_id,
+    ).with_columns(
+        # A lifecycle of one segment lists its opening and closing execution (none: open).
+        pl.when(pl.col("lists_at").is_null())
+        .then(pl.concat_list("first_open_exec_id"))
+        .otherwise(pl.lit(lists["open_exec_ids"].gather(lists_at)))
+        .alias("open_exec_ids"),
+        pl.when(pl.col("lists_at").is_not_null())
+        .then(pl.lit(lists["close_exec_ids"].gather(lists_at)))
+        .when(pl.col("close_source").is_not_null() & pl.col("close_exec_id").is_not_null())
+        .then(pl.concat_list("close_exec_id"))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+        .alias("close_exec_ids"),
+    ).with_columns(
+        pl.col("exit_code").replace_strict(exit_types, return_dtype=pl.String).alias("exit_type"),
         pl.when(pl.col("is_short")).then(pl.lit("short")).otherwise(pl.lit("long")).alias("side"),
     )
     is_open = pl.col("exit_type") == "open"
@@ -560,31 +640,72 @@ def _lifecycles(
         .then(None)
         .when(pl.col("exit_type").is_in(list(_EXIT_OF_EVENT.values())))
         .then(pl.col("exit_type").replace_strict(CONFIDENCE, default=None, return_dtype=pl.Float64))
-        .when((pl.col("quantity") == pl.col("unit_total")) & (pl.col("closing_units") == 1))
+        .when((pl.col("quantity") == pl.col("unit_total")) & pl.col("one_closing_unit"))
         .then(CONFIDENCE["full"])
         .otherwise(CONFIDENCE["partial"])
     )
     flag = pl.lit(None, pl.String)
     if as_of is not None:
         flag = pl.when(is_open & (pl.col("expiry") < as_of)).then(pl.lit(EXPIRY_PASSED_FLAG))
-    result = grouped.with_columns(
+    return grouped.select(
         (pl.col("first_open_exec_id") + ":" + pl.col("exit_type")).alias("lifecycle_id"),
+        *KEY,
+        "side",
+        "quantity",
+        "open_price",
         pl.when(is_open).then(None).otherwise(pl.col("close_price")).alias("close_price"),
+        "exit_type",
+        "open_date",
+        "close_date",
+        "multiplier",
+        "currency",
         pl.when(is_open).then(None).otherwise(pl.col("gross_pnl")).alias("gross_pnl"),
+        "commissions",
         pl.when(is_open).then(None).otherwise(pl.col("gross_pnl") - pl.col("commissions")).alias("net_pnl"),
         confidence.alias("confidence"),
         flag.alias("flag"),
-    )
-    return result.sort("open_time", "open_order", "exit_type").select(
-        [pl.col(name).cast(dtype) for name, dtype in LIFECYCLE_COLUMNS.items()]
+        "open_exec_ids",
+        "close_exec_ids",
+    ).cast(LIFECYCLE_COLUMNS)  # type: ignore[arg-type]
+
+
+def _numbered_lifecycles(frame: pl.DataFrame) -> pl.DataFrame:
+    """Number the segments' lifecycles (``lifecycle``) and add the contracts of their
+    opening (``unit_total``) and whether the lifecycle is this one segment (``alone``).
+
+    An opening is the fills of one opening order (or one execution) on one contract and
+    side; with an exit type, one lifecycle. Sorted by those numbers, each is a run.
+    """
+    order = frame.select(pl.arg_sort_by("side_group", "open_unit", "exit_code", maintain_order=True)).to_series()
+    keys = frame.select("side_group", "open_unit", "exit_code", "quantity")[order]
+    side_group, open_unit, exit_code, quantity = (keys[name].to_numpy() for name in keys.columns)
+    same_unit = (side_group[1:] == side_group[:-1]) & (open_unit[1:] == open_unit[:-1])
+    unit_number = np.cumsum(np.r_[True, ~same_unit]) - 1
+    lifecycle_number = np.cumsum(np.r_[True, ~(same_unit & (exit_code[1:] == exit_code[:-1]))]) - 1
+    unit_total = np.bincount(unit_number, weights=quantity).astype(np.int64)[unit_number]
+    segment_count = np.bincount(lifecycle_number)[lifecycle_number]
+    position = order.to_numpy()
+    return frame.with_columns(
+        pl.Series("lifecycle", _scattered(lifecycle_number, position)),
+        pl.Series("unit_total", _scattered(unit_total, position)),
+        pl.Series("alone", _scattered(segment_count == 1, position)),
     )
 
 
-def _gaps(events: pl.DataFrame, rows: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+def _scattered(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``values`` (in some order) put back at their ``positions``."""
+    result = np.empty_like(values)
+    result[positions] = values
+    return result
+
+
+def _gaps(events: pl.DataFrame, rows: pl.DataFrame, executions: pl.DataFrame) -> pl.DataFrame:
     gaps = events.filter(pl.col("gap") > 0).select("row", "is_short", "gap")
     at = rows["source"].gather(gaps["row"])
     frame = gaps.with_columns(
-        *[base[name].gather(at) for name in (*KEY, "exec_id", "trade_date", "date_time_utc", "given_order")],
+        *[executions[column].gather(at).alias(name) for name, column in _TEXT_COLUMNS.items() if name in KEY],
+        *[executions[name].gather(at) for name in ("exec_id", "trade_date", "date_time_utc")],
+        at.alias("given_order"),
         rows["event_code"].gather(gaps["row"]).alias("event_code"),
     )
     exit_type = (

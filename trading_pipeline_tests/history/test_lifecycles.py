@@ -532,3 +532,115 @@ def test_matcher_agrees_with_a_plain_fifo_loop(steps):
     for gap in result.gaps.iter_rows(named=True):
         got_gaps[gap["exec_id"]] += gap["quantity"]
     assert dict(got_gaps) == expected_gaps
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history)
+def test_matcher_agrees_with_a_plain_fifo_loop_on_numeric_order_ids(steps):
+    """IBKR's order ids are numbers: the matcher codes them by their number, which must
+    keep the same openings together (and apart) as the texts do."""
+    rows = []
+    for position, (side, contracts, price, open_close, event, minute, strike, order) in enumerate(steps):
+        order_id = f"{'ABC'.index(order) + 1}{int(strike)}" if order else str(900 + position)
+        row = execution(f"e{position}", side, contracts, price, minutes=minute, open_close=open_close,
+                        event=event, strike=strike, order_id=order_id)
+        row["position"] = position
+        rows.append(row)
+    expected_totals, expected_gaps = reference_fifo([dict(r) for r in rows])
+    result = match_lifecycles(frame(*[{k: v for k, v in r.items() if k != "position"} for r in rows]))
+    side_of = {"short": "SELL", "long": "BUY"}
+    ids = {r["exec_id"]: r["order_id"] for r in rows}
+    got = {}
+    for life in result.lifecycles.iter_rows(named=True):
+        unit = f"U1|XYZ|P|{life['strike']}|{life['side']}|{ids[life['open_exec_ids'][0]]}"
+        got[(unit, life["exit_type"])] = life["quantity"]
+        assert side_of[life["side"]]  # a known side
+    assert got == {key: contracts for key, (contracts, _) in expected_totals.items()}
+    assert {g["exec_id"]: g["quantity"] for g in result.gaps.iter_rows(named=True)} == expected_gaps
+
+
+def test_order_ids_are_compared_as_texts_even_when_they_are_numbers():
+    # "11" and "011" are two orders (IBKR never writes a leading zero, but a file might):
+    # their fills are two openings, while the two fills of "11" are one.
+    def lifecycles(order_ids: tuple[str, str, str]) -> list[tuple[list[str], int, float]]:
+        rows = frame(
+            execution("s1", "SELL", 1, 1.00, open_close="O", order_id=order_ids[0]),
+            execution("s2", "SELL", 1, 1.20, minutes=1, open_close="O", order_id=order_ids[1]),
+            execution("s3", "SELL", 2, 1.50, minutes=2, open_close="O", order_id=order_ids[2]),
+            execution("b1", "BUY", 4, 0.50, minutes=60, open_close="C", order_id="99"),
+        )
+        found = match_lifecycles(rows).lifecycles.sort("open_date", "lifecycle_id")
+        return [(life["open_exec_ids"], life["quantity"], life["confidence"]) for life in found.iter_rows(named=True)]
+
+    # The first two fills are one order: one opening of 2 contracts; s3 another of 2.
+    assert lifecycles(("11", "11", "12")) == [(["s1", "s2"], 2, 1.0), (["s3"], 2, 1.0)]
+    assert lifecycles(("11", "011", "12")) == [(["s1"], 1, 1.0), (["s2"], 1, 1.0), (["s3"], 2, 1.0)]
+    assert lifecycles(("A", "A", "B")) == [(["s1", "s2"], 2, 1.0), (["s3"], 2, 1.0)]
+
+
+def test_an_opening_closed_in_parts_by_several_orders_lists_each_execution_once():
+    rows = frame(
+        execution("s1", "SELL", 2, 1.00, open_close="O", order_id="5"),
+        execution("s2", "SELL", 2, 1.30, minutes=1, open_close="O", order_id="5"),
+        execution("b1", "BUY", 1, 0.40, minutes=30, open_close="C", order_id="6"),
+        execution("b2", "BUY", 2, 0.60, minutes=40, open_close="C", order_id="7"),
+        execution("x1", "BUY", 1, 0.0, minutes=90, open_close="C", event="expiration", order_id=None),
+    )
+    found = match_lifecycles(rows).lifecycles
+    btc = only(found, exit_type="btc")
+    # s1 (2 @ 1.00) closed by b1 (1) and b2 (1); s2 (2 @ 1.30): 1 by b2, 1 expires.
+    assert btc["open_exec_ids"] == ["s1", "s2"] and btc["close_exec_ids"] == ["b1", "b2"]
+    assert btc["quantity"] == 3
+    assert btc["open_price"] == pytest.approx((1.00 * 2 + 1.30) / 3)
+    assert btc["close_price"] == pytest.approx((0.40 + 0.60 * 2) / 3)
+    assert btc["gross_pnl"] == pytest.approx((1.00 - 0.40) * 100 + (1.00 - 0.60) * 100 + (1.30 - 0.60) * 100)
+    assert btc["confidence"] == 0.9  # two closing orders, and only part of the opening
+    expired = only(found, exit_type="expiration")
+    assert expired["open_exec_ids"] == ["s2"] and expired["close_exec_ids"] == ["x1"]
+    assert expired["quantity"] == 1 and expired["gross_pnl"] == pytest.approx(130.0)
+    assert expired["lifecycle_id"] == "s2:expiration"  # named by its own first opening execution
+    assert btc["lifecycle_id"] == "s1:btc"
+
+
+def reference_links(rows: list[dict]) -> list[tuple[bool, str | None, str | None]]:
+    """(cancelled, cancels_exec_id, cancelled_by_exec_id) per row, by the obvious loop."""
+    result = [[bool(r["is_cancellation"]), None, None] for r in rows]
+    for position, row in enumerate(rows):
+        if not row["is_cancellation"] or row["orig_trade_id"] is None:
+            continue
+        for before in range(position):
+            other = rows[before]
+            if (not other["is_cancellation"] and not result[before][0] and other["account"] == row["account"]
+                    and other["trade_id"] == row["orig_trade_id"]):
+                result[before] = [True, None, row["exec_id"]]
+                result[position][1] = other["exec_id"]
+                break
+    return [tuple(r) for r in result]
+
+
+links_history = st.lists(
+    st.tuples(
+        st.booleans(),  # a cancellation
+        st.sampled_from(["T1", "T2", "T3"]),  # trade id (of the original, for a cancellation)
+        st.sampled_from(["U1", "U2", None]),  # account
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(links_history)
+def test_link_cancellations_agrees_with_a_plain_loop(steps):
+    """Each cancellation cancels the earliest execution before it, not yet cancelled, with
+    its original's trade id in its account; otherwise nothing (whatever the order)."""
+    rows = []
+    for position, (is_cancellation, trade_id, account) in enumerate(steps):
+        row = execution(f"e{position}", "SELL", 1, 1.0, account=account, is_cancellation=is_cancellation,
+                        trade_id=trade_id, orig_trade_id=trade_id if is_cancellation else None)
+        if is_cancellation:
+            row["trade_id"] = None
+        rows.append(row)
+    linked = link_cancellations(frame(*rows))
+    got = list(zip(linked["cancelled"], linked["cancels_exec_id"], linked["cancelled_by_exec_id"], strict=True))
+    assert got == reference_links(rows)
