@@ -14,9 +14,12 @@ What an import does (one transaction: all of it or nothing):
   corrected row of a later export into a "duplicate"); their line and reason are in
   ``error_rows``. ``duplicate``: executions already stored, or repeated in the statement
   (by execution id; a cancellation is keyed apart from what it cancels).
-* Stores the new executions raw (typed columns, and the whole element with every
-  attribute kept, compressed per session: see trading_pipeline.ledger.history) and the
-  new ``<OptionEAE>`` rows, under one import session.
+* Stores the new executions raw (a narrow row each for deduplication; their typed
+  columns and the whole element with every attribute kept, compressed per session: see
+  trading_pipeline.ledger.history) and the new ``<OptionEAE>`` rows, under one import
+  session. Matching runs beside the inserts (on a second thread), the compression beside
+  the inserts and the storing of the lifecycles (on a third); on SQLite the connection gets
+  a large page cache for the transaction (given back after).
 * Rebuilds the lifecycles and gaps of the accounts that got new executions from **all**
   their stored executions (this import's taken from memory, the earlier ones read back):
   cancellations are linked to their originals over every import, so a correction that
@@ -49,8 +52,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -68,8 +74,9 @@ from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.history import (
     LOADED_EXECUTION_COLUMNS,
     MATCH_COLUMNS,
+    bulk_write_cache,
     history_accounts,
-    insert_executions,
+    insert_executions_deferred,
     insert_import_session,
     insert_option_events,
     load_executions,
@@ -285,12 +292,14 @@ def import_statement(
     at: datetime,
     dagster_run_id: str | None = None,
     timings: dict[str, float] | None = None,
+    cpu_timings: dict[str, float] | None = None,
 ) -> ImportResult:
     """Import a parsed statement (see the module text). ``account``: import only its
     executions (the others are skipped); the statement must have it. ``timings``, when
-    given, receives the seconds each step took (for benchmarks and diagnosis)."""
+    given, receives the seconds each step took (for benchmarks and diagnosis); ``cpu_timings``
+    the CPU seconds of the process (every thread) in each."""
     _check_call(source, at)
-    steps = _Steps(timings)
+    steps = _Steps(timings, cpu_timings)
     plan = _plan(data, file_name, account)
     steps.done("sort out the statement")
     result = dict(
@@ -313,7 +322,7 @@ def import_statement(
         total=plan.total, skipped_count=plan.skipped, error_count=plan.errors, dagster_run_id=dagster_run_id,
     )
     try:
-        with write_transaction(engine) as connection:
+        with write_transaction(engine) as connection, bulk_write_cache(connection):
             lock_history(connection)
             new = _not_stored(plan.candidates, stored_execution_keys(connection, plan.accounts))
             new_events = _new_events(plan.events, stored_event_keys(connection, plan.accounts))
@@ -325,32 +334,46 @@ def import_statement(
             # The accounts that get new executions: their lifecycles are rebuilt from their
             # stored option executions and the new ones.
             changed = new["account"].unique(maintain_order=True).to_list()
-            stored = load_executions(connection, changed, options_only=True, columns=MATCH_COLUMNS) if changed \
-                else None
+            everything = None
+            if changed:
+                # Only the columns matching reads: sorting and filtering a million rows costs
+                # by the column. The new executions come from memory, not read back.
+                stored = load_executions(connection, changed, options_only=True, columns=MATCH_COLUMNS)
+                arrived = new.select([pl.col(name).cast(LOADED_EXECUTION_COLUMNS[name]) for name in MATCH_COLUMNS]) \
+                    .filter(pl.col("put_call").is_not_null())
+                everything = pl.concat([stored.select(MATCH_COLUMNS), arrived]) if stored.height else arrived
             session_id = insert_import_session(connection, {
                 **session, "new_count": counts["new"], "duplicate_count": counts["duplicate"],
                 "option_event_count": counts["option_events_new"], "status": "completed",
             })
             steps.done("read the ledger")
-            insert_executions(connection, session_id, new)
-            insert_option_events(connection, session_id, new_events)
-            steps.done("store executions and option events")
-            # Matching runs after the inserts, not beside them on a second thread: the
-            # driver's insert loop holds the GIL so often that polars then crawls (tried).
             rebuild = None
-            if stored is not None:
-                # Only the columns matching reads: sorting and filtering a million rows costs
-                # by the column. The new executions come from memory, not read back.
-                arrived = new.filter(pl.col("put_call").is_not_null())
-                everything = pl.concat([
-                    stored.select(MATCH_COLUMNS),
-                    arrived.select([pl.col(name).cast(LOADED_EXECUTION_COLUMNS[name]) for name in MATCH_COLUMNS]),
-                ])
-                lifecycles, gaps = _match(everything, as_of=new_york_date(at))
-                steps.done("match")
-                rebuild = {"accounts": changed, "option_executions": everything.height,
-                           **replace_lifecycles(connection, changed, lifecycles, gaps, built_at=at)}
-                steps.done("store lifecycles")
+            # Matching (polars and numpy, mostly without the GIL) runs on a second thread
+            # while the driver inserts the executions' narrow rows, and a third compresses
+            # their chunks meanwhile and while the lifecycles are stored: two cores busy.
+            with ThreadPoolExecutor(max_workers=1) as pool, _frequent_gil_handover():
+                matching = pool.submit(_match, everything, as_of=new_york_date(at)) if everything is not None \
+                    else None
+                chunks = insert_executions_deferred(connection, session_id, new)
+                try:
+                    insert_option_events(connection, session_id, new_events)
+                    steps.done("store executions (matching beside)")
+                    matched = matching.result() if matching is not None else None
+                    steps.done("match: the rest after the inserts")
+                except BaseException:
+                    chunks.abandon()
+                    raise
+            try:
+                if matched is not None:
+                    lifecycles, gaps = matched
+                    rebuild = {"accounts": changed, "option_executions": everything.height,
+                               **replace_lifecycles(connection, changed, lifecycles, gaps, built_at=at)}
+                    steps.done("store lifecycles (compression beside)")
+            except BaseException:
+                chunks.abandon()
+                raise
+            chunks.store()
+            steps.done("store the compressed chunks")
             connection.execute(
                 update(flex_import_sessions).where(flex_import_sessions.c.id == session_id)
                 .values(finished_at=at + timedelta(seconds=steps.elapsed()))
@@ -365,18 +388,39 @@ def import_statement(
     return ImportResult(session_id=session_id, **result, **counts, dry_run=False, rebuild=rebuild)
 
 
-class _Steps:
-    """Seconds per step into a caller's dict (nothing when there is none)."""
+#: The GIL switch interval while the driver's insert loop runs beside matching: the loop
+#: gives the GIL up only every switch interval (5 ms by default), so the matching thread,
+#: which needs it briefly between its polars and numpy calls, would mostly wait.
+_SHARED_SWITCH_INTERVAL = 0.0001
 
-    def __init__(self, timings: dict[str, float] | None):
+
+@contextmanager
+def _frequent_gil_handover() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(_SHARED_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+class _Steps:
+    """Seconds per step (wall, and the process's CPU) into a caller's dicts (nothing when
+    there are none)."""
+
+    def __init__(self, timings: dict[str, float] | None, cpu_timings: dict[str, float] | None = None):
         self.timings = timings
+        self.cpu_timings = cpu_timings
         self.started = self.mark = time.perf_counter()
+        self.cpu_mark = time.process_time()
 
     def done(self, step: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.timings is not None:
             self.timings[step] = self.timings.get(step, 0.0) + now - self.mark
-        self.mark = now
+        if self.cpu_timings is not None:
+            self.cpu_timings[step] = self.cpu_timings.get(step, 0.0) + cpu - self.cpu_mark
+        self.mark, self.cpu_mark = now, cpu
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -444,7 +488,7 @@ def rebuild_lifecycles(engine: Engine, *, as_of: date, at: datetime,
     """
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise ValueError("at must be a timezone-aware datetime (from the run's Clock)")
-    with write_transaction(engine) as connection:
+    with write_transaction(engine) as connection, bulk_write_cache(connection):
         lock_history(connection)
         chosen = list(accounts) if accounts is not None else history_accounts(connection)
         executions = load_executions(connection, chosen, options_only=True, columns=MATCH_COLUMNS).select(MATCH_COLUMNS)

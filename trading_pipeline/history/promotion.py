@@ -55,7 +55,7 @@ from sqlalchemy import Connection, Engine, select, update
 from trading_pipeline.core.positions import delivered_shares
 from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.history import IMPORTED_SOURCE, load_executions, lock_history
-from trading_pipeline.ledger.schema import fills, flex_executions, order_intents, to_money, trade_lifecycles, trades
+from trading_pipeline.ledger.schema import fills, order_intents, to_money, trade_lifecycles, trades
 from trading_pipeline.ledger.trades import NewTrade, close_trade_in, open_trade_in, record_stock_position
 
 TRADE_KEY_PREFIX = "lifecycle:"
@@ -181,21 +181,21 @@ class _ExecutionFacts:
     times, conIds and commissions by execution id, and the stock legs of assignments."""
 
     def __init__(self, connection: Connection, accounts: Sequence[str]):
-        options = load_executions(connection, accounts, options_only=True, columns=(
-            "exec_id", "is_cancellation", "date_time_utc", "con_id", "commission", "quantity"))
+        # One read of the stored chunks for both: option fills and assignment stock legs.
+        executions = load_executions(connection, accounts, columns=(
+            "account", "exec_id", "is_cancellation", "date_time_utc", "con_id", "commission", "quantity", "put_call",
+            "symbol", "trade_date", "asset_category", "event"))
+        options = executions.filter(pl.col("put_call").is_not_null())
         self.by_exec_id = {
             exec_id: (moment, con_id, commission, quantity)
             for exec_id, moment, con_id, commission, quantity in options.filter(~pl.col("is_cancellation")).select(
                 "exec_id", "date_time_utc", "con_id", "commission", "quantity"
             ).iter_rows()
         }
-        e = flex_executions.c
-        legs = connection.execute(
-            select(e.account, e.symbol, e.trade_date).where(
-                e.account.in_(list(accounts)), e.asset_category == "STK", e.event.in_(_STOCK_EVENTS),
-                e.is_cancellation.is_(False),
-            )
-        )
+        legs = executions.filter(
+            (pl.col("asset_category") == "STK") & pl.col("event").is_in(list(_STOCK_EVENTS))
+            & ~pl.col("is_cancellation")
+        ).select("account", "symbol", "trade_date").iter_rows()
         self.stock_legs = {(account, (symbol or "").strip().upper(), day) for account, symbol, day in legs}
 
     def has_stock_leg(self, row: dict[str, Any]) -> bool:

@@ -13,12 +13,15 @@ one in the real configuration: SQLite in WAL mode, synchronous as configured):
 * Raw rows stay immutable with all their attributes, but the raw text is not one TEXT per
   row (that was 1.1 GB for a million rows: written to the write-ahead log, then copied into
   the database, half a minute). Each import session keeps its stored rows' text in
-  ``flex_raw_chunks``: Parquet files of RAW_CHUNK_ROWS rows, zstd-compressed (65 MB for
-  those million rows, compressed on a second thread while the driver inserts the typed
-  rows). A row carries ``raw_row``, its position in its session's text of its kind;
+  ``flex_raw_chunks``: Parquet files of RAW_CHUNK_ROWS rows, zstd-compressed (89 MB for
+  those million rows with their typed columns, compressed on another thread while the
+  driver inserts the narrow rows). A row carries ``raw_row``, its position in its session's rows of its kind;
   :func:`raw_xml_of` / :func:`execution_raw_xml` give it back exactly (one chunk read).
-* The per-row tables hold only typed columns that matching, promotion and the reports
-  read (:data:`STORED_EXECUTION_COLUMNS`), and one index (the unique execution id).
+* Executions are stored column-wise (revision 0005): the typed columns matching,
+  promotion and the reports read (:data:`STORED_EXECUTION_COLUMNS`) are in the same
+  chunks as the raw text, and ``flex_executions`` keeps one narrow row per execution
+  (:data:`NARROW_EXECUTION_COLUMNS`: deduplication by the one unique index, the options
+  filter, the status report). :func:`load_executions` reads the chunks back with polars.
 * Bulk rows go to the driver directly, not through SQLAlchemy's per-row processing:
   ``executemany`` with tuples on SQLite (values converted up front in polars to what
   SQLAlchemy itself stores: dates as ISO text, UTC times as naive "YYYY-MM-DD
@@ -27,18 +30,26 @@ one in the real configuration: SQLite in WAL mode, synchronous as configured):
 * The import matches the executions it already holds in memory plus what the ledger had
   before (read back once, only the matching columns): a first import of a million rows
   reads nothing back.
+* During a bulk insert the cyclic garbage collector is paused (a third of the time went
+  to collections triggered by the driver's row tuples), columns holding one value are
+  written into the statement once, and an import gives its SQLite connection a 256 MiB
+  page cache (:func:`bulk_write_cache`; the default 2 MiB re-reads the execution-id
+  index all through a million-row insert).
 * ``trade_lifecycles``' CHECK constraints are written as ``=`` comparisons, not ``IN``
   lists: SQLite builds a small table for an IN list at every inserted row, which doubled
   the time to store 400,000 lifecycles.
 
-The report queries (:func:`list_lifecycles`, :func:`list_gaps`, :func:`list_import_sessions`,
-:func:`history_status`) are read-only and return plain dicts (floats, dates, lists).
+The report queries (:func:`list_lifecycles`, :func:`lifecycle_summary`, :func:`list_gaps`,
+:func:`list_import_sessions`, :func:`history_status`) are read-only and return plain dicts (floats, dates, lists).
 """
 
 from __future__ import annotations
 
+import gc
 import io
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -49,6 +60,7 @@ from sqlalchemy.exc import DBAPIError
 
 from trading_pipeline.ingest.flex import EXECUTION_COLUMNS, NEW_YORK
 from trading_pipeline.ledger.schema import (
+    LIFECYCLE_EXIT_TYPES,
     RAW_CHUNK_ROWS,
     RAW_KINDS,
     flex_executions,
@@ -62,14 +74,18 @@ from trading_pipeline.ledger.schema import (
 
 IMPORTED_SOURCE = "ibkr_import"
 
-#: The execution columns stored in ``flex_executions`` (besides id, import_session_id and
-#: raw_row): what matching, cancellation linking, promotion and the reports read. The
-#: others (description, notes, transactionID, ... every attribute) are in the raw text.
+#: The typed execution columns stored (in the session's chunks, schema.flex_raw_chunks):
+#: what matching, cancellation linking, promotion and the reports read. The others
+#: (description, notes, transactionID, ... every attribute) are in the raw text.
 STORED_EXECUTION_COLUMNS: tuple[str, ...] = (
     "line", "account", "exec_id", "is_cancellation", "trade_id", "orig_trade_id", "order_id", "asset_category",
     "symbol", "underlying", "con_id", "put_call", "strike", "expiry", "multiplier", "currency", "buy_sell",
     "quantity", "price", "commission", "open_close", "event", "date_time_utc", "trade_date",
 )
+
+#: The execution columns also kept in ``flex_executions``' narrow rows (besides id,
+#: import_session_id and raw_row): deduplication, the options filter, the status report.
+NARROW_EXECUTION_COLUMNS: tuple[str, ...] = ("account", "exec_id", "is_cancellation", "put_call", "trade_date")
 
 #: ``<OptionEAE>`` frame columns (ingest.flex.OPTION_EVENT_COLUMNS) -> flex_option_events columns.
 OPTION_EVENT_STORED: dict[str, str] = {
@@ -138,6 +154,29 @@ def _postgres_values(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(converted)
 
 
+def _sqlite_literal(column: pl.Series) -> str | None:
+    """``column``'s one value as an SQLite literal when it holds a single value throughout
+    (null, an integer, a finite float, a text without NUL), else None (bind it per row)."""
+    if column.len() < 2 or isinstance(column.dtype, pl.List):
+        return None
+    value = column[0]
+    if value != column[-1]:  # the usual answer, at no cost
+        return None
+    if value is None:
+        return "NULL" if column.null_count() == column.len() else None
+    if column.null_count() or not (column == value).all():  # an equality scan: far cheaper than n_unique
+        return None
+    if isinstance(value, bool):  # not expected after _sqlite_values (0/1), but never True/False text
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
 def _json_text(name: str) -> pl.Expr:
     """A list column as JSON text, encoded by polars (quotes and controls escaped)."""
     encoded = pl.struct(pl.col(name).alias("v")).struct.json_encode()
@@ -157,12 +196,27 @@ def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> No
     table_name = preparer.format_table(table)
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.cursor()
+    # The cyclic garbage collector is paused meanwhile: the driver builds a tuple per row,
+    # and the collections those allocations trigger scan every live object again and again
+    # (a third of the time to insert 400,000 lifecycles). Nothing here makes cycles.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         if connection.dialect.name == "sqlite":
-            statement = f"INSERT INTO {table_name} ({column_list}) VALUES ({', '.join('?' for _ in frame.columns)})"
             values = _sqlite_values(frame)
+            # A column holding one value throughout (the session id, the account, built_at,
+            # promoted_trade_id all null...) is written into the statement once instead of
+            # being bound at every row: the driver's binding is most of the time.
+            placeholders, bound = [], []
+            for name in values.columns:
+                constant = _sqlite_literal(values.get_column(name))
+                placeholders.append(constant if constant is not None else "?")
+                if constant is None:
+                    bound.append(name)
+            statement = f"INSERT INTO {table_name} ({column_list}) VALUES ({', '.join(placeholders)})"
             # Columns to Python lists, zipped: several times cheaper than iter_rows.
-            cursor.executemany(statement, zip(*(values.get_column(name).to_list() for name in values.columns)))
+            rows = zip(*(values.get_column(name).to_list() for name in bound)) if bound else ((),) * values.height
+            cursor.executemany(statement, rows)
         else:
             statement = f"COPY {table_name} ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
             # Every text field quoted: an unquoted \N is NULL, a quoted one the text "\N".
@@ -172,7 +226,30 @@ def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> No
         # The same exception types as every other ledger write (sqlalchemy.exc.*).
         raise DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=connection.dialect) from exc
     finally:
+        if collecting:
+            gc.enable()
         cursor.close()
+
+
+#: SQLite page cache of a connection during a bulk write, in KiB (PRAGMA cache_size takes
+#: a negative number as KiB): 256 MiB. The default (2 MiB) spills the pages of the unique
+#: execution-id index out and reads them back all through a million-row insert (3 s -> 5 s).
+BULK_WRITE_CACHE_KIB = 262_144
+
+
+@contextmanager
+def bulk_write_cache(connection: Connection) -> Iterator[None]:
+    """A large SQLite page cache for ``connection`` while the block runs, restored after
+    (pooled connections are reused by every other caller). Nothing on PostgreSQL."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_WRITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(before)}")
 
 
 def _fetch_frame(connection: Connection, query, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -269,19 +346,33 @@ def load_executions(
     Only ``columns`` of the stored ones are read (default: all); the others, and raw_xml
     (see :func:`raw_xml_of`), are null. Columns that are not stored are
     filled: ``date_time`` from the UTC time, ``cancelled`` false and no cancellation links
-    (link them with core.lifecycles.link_cancellations), no errors.
+    (link them with core.lifecycles.link_cancellations), no errors. Rows come in import
+    session order, then in their order within the session.
+
+    The typed columns live in the sessions' Parquet chunks (schema.flex_raw_chunks): the
+    chunks of the sessions that may hold ``accounts`` are read (only the wanted columns),
+    then filtered here, much faster than reading a million rows through the driver.
     """
     wanted = list(columns or STORED_EXECUTION_COLUMNS)
     unknown = [name for name in wanted if name not in STORED_EXECUTION_COLUMNS]
     if unknown:
         raise ValueError(f"not stored columns: {', '.join(unknown)}")
-    query = select(*(flex_executions.c[name] for name in wanted), flex_executions.c.import_session_id).where(
-        _accounts_filter(flex_executions.c.account, accounts)
-    )
+    wanted = list(dict.fromkeys(wanted))
+    filters = []
+    if accounts is not None:
+        filters.append(pl.col("account").is_in(list(accounts)))
     if options_only:
-        query = query.where(flex_executions.c.put_call.is_not(None))
+        filters.append(pl.col("put_call").is_not_null())
+    read = list(dict.fromkeys([*wanted, *(["account"] if accounts is not None else []),
+                               *(["put_call"] if options_only else [])]))
+    parts = []
+    for session_id, data in _execution_chunks(connection, accounts):
+        part = pl.read_parquet(io.BytesIO(data), columns=read)
+        if filters:
+            part = part.filter(*filters)
+        parts.append(part.select(*wanted, pl.lit(session_id, pl.Int64).alias("import_session_id")))
     schema = {name: EXECUTION_COLUMNS[name] for name in wanted} | {"import_session_id": pl.Int64()}
-    frame = _fetch_frame(connection, query, schema)
+    frame = pl.concat(parts, rechunk=True) if parts else pl.DataFrame(schema=schema)
     filled = [
         pl.lit(None, dtype).alias(name) for name, dtype in LOADED_EXECUTION_COLUMNS.items()
         if name not in frame.columns
@@ -294,6 +385,29 @@ def load_executions(
     return frame.select([pl.col(name).cast(dtype) for name, dtype in LOADED_EXECUTION_COLUMNS.items()])
 
 
+def _execution_chunks(connection: Connection, accounts: Sequence[str] | None):
+    """(session id, Parquet file) of every execution chunk of the import sessions that may
+    hold executions of ``accounts`` (all when None), in session and row order. A session
+    records the accounts it imported (flex_import_sessions.accounts); one without that
+    list is read too (its rows are filtered by account anyway)."""
+    sessions = flex_import_sessions.c
+    listed = connection.execute(select(sessions.id, sessions.accounts)).all()
+    wanted = None if accounts is None else set(accounts)
+    chosen = [session_id for session_id, held in listed
+              if wanted is None or held is None or wanted.intersection(held)]
+    if not chosen:
+        return
+    chunks = flex_raw_chunks.c
+    # One session at a time: a session's chunks are a few dozen, each a few MB.
+    for session_id in sorted(chosen):
+        found = connection.execute(
+            select(chunks.data).where(chunks.import_session_id == session_id, chunks.kind == "execution")
+            .order_by(chunks.first_row)
+        ).scalars()
+        for data in found:
+            yield session_id, data
+
+
 def insert_import_session(connection: Connection, values: dict[str, Any]) -> int:
     return connection.execute(
         insert(flex_import_sessions).values(**values).returning(flex_import_sessions.c.id)
@@ -301,19 +415,55 @@ def insert_import_session(connection: Connection, values: dict[str, Any]) -> int
 
 
 def insert_executions(connection: Connection, session_id: int, executions: pl.DataFrame) -> None:
-    """Store valid executions (parser layout) as raw rows of import ``session_id``: the
-    typed columns in ``flex_executions``, each row's ``raw_xml`` in ``flex_raw_chunks``."""
-    frame = executions.select(
+    """Store valid executions (parser layout) as raw rows of import ``session_id``: a narrow
+    row each in ``flex_executions`` (:data:`NARROW_EXECUTION_COLUMNS`), every typed stored
+    column and the row's ``raw_xml`` in the session's chunks (``flex_raw_chunks``)."""
+    insert_executions_deferred(connection, session_id, executions).store()
+
+
+class PendingChunks:
+    """Execution chunks being compressed on a thread of their own, for a caller's
+    transaction: :meth:`store` waits for them and inserts them (the import is not whole
+    without them); :meth:`abandon` only waits (the transaction is being rolled back)."""
+
+    def __init__(self, connection: Connection, session_id: int, rows: pl.DataFrame):
+        self._connection = connection
+        self._session_id = session_id
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunks")
+        self._chunks = self._pool.submit(_compressed_chunks, rows)
+
+    def store(self) -> None:
+        try:
+            _insert_chunks(self._connection, self._session_id, "execution", self._chunks.result())
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        self._chunks.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def insert_executions_deferred(connection: Connection, session_id: int, executions: pl.DataFrame) -> PendingChunks:
+    """Like :func:`insert_executions`, in two parts: inserts the narrow rows now, while the
+    chunks are compressed on another thread (without the GIL; the driver releases it while
+    SQLite works), and returns them pending: the caller may do other work meanwhile (store
+    the lifecycles...) and must :meth:`PendingChunks.store` them before its commit."""
+    typed = executions.select(
+        *[pl.col(name).cast(EXECUTION_COLUMNS[name]) for name in STORED_EXECUTION_COLUMNS],
+        pl.col("raw_xml"),
+    )
+    narrow = typed.select(
         pl.lit(session_id, pl.Int64).alias("import_session_id"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("raw_row"),
-        *[pl.col(name).cast(EXECUTION_COLUMNS[name]) for name in STORED_EXECUTION_COLUMNS],
+        *NARROW_EXECUTION_COLUMNS,
     )
-    # The raw text is compressed on another thread while the driver inserts the rows: the
-    # compression runs without the GIL and the driver releases it while SQLite works.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        chunks = pool.submit(_compressed_chunks, executions["raw_xml"])
-        bulk_insert(connection, flex_executions, frame)
-        _insert_chunks(connection, session_id, "execution", chunks.result())
+    pending = PendingChunks(connection, session_id, typed)
+    try:
+        bulk_insert(connection, flex_executions, narrow)
+    except BaseException:
+        pending.abandon()
+        raise
+    return pending
 
 
 def insert_option_events(connection: Connection, session_id: int, events: pl.DataFrame) -> None:
@@ -327,19 +477,22 @@ def insert_option_events(connection: Connection, session_id: int, events: pl.Dat
     insert_raw_text(connection, session_id, "option_event", events["raw_xml"])
 
 
-def _parquet_chunk(texts: pl.Series) -> bytes:
+def _parquet_chunk(rows: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
-    pl.DataFrame({"raw_xml": texts}).write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
+    rows.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
     return buffer.getvalue()
 
 
-def _compressed_chunks(texts: pl.Series) -> list[tuple[int, int, bytes]]:
-    """(first row, row count, Parquet file) per RAW_CHUNK_ROWS rows of ``texts``."""
-    if texts.null_count():
+def _compressed_chunks(rows: pl.DataFrame | pl.Series) -> list[tuple[int, int, bytes]]:
+    """(first row, row count, Parquet file) per RAW_CHUNK_ROWS rows of ``rows``: a frame
+    with a ``raw_xml`` column (and any typed columns), or the raw texts alone."""
+    if isinstance(rows, pl.Series):
+        rows = rows.rename("raw_xml").to_frame()
+    if rows["raw_xml"].null_count():
         raise ValueError("every stored row has its raw text")
     return [
-        (start, min(RAW_CHUNK_ROWS, texts.len() - start), _parquet_chunk(texts.slice(start, RAW_CHUNK_ROWS)))
-        for start in range(0, texts.len(), RAW_CHUNK_ROWS)
+        (start, min(RAW_CHUNK_ROWS, rows.height - start), _parquet_chunk(rows.slice(start, RAW_CHUNK_ROWS)))
+        for start in range(0, rows.height, RAW_CHUNK_ROWS)
     ]
 
 
@@ -427,7 +580,7 @@ def replace_lifecycles(
     frame = lifecycles.select(LIFECYCLE_STORED).join(
         promoted.rename({"id": "promoted_trade_id"}), on="lifecycle_id", how="left"
     )
-    changed = frame.filter(
+    changed = 0 if promoted.height == 0 else frame.filter(
         pl.col("promoted_trade_id").is_not_null()
         & ((pl.col("quantity") != pl.col("contracts"))
            | ((pl.col("net_pnl").fill_null(0.0) - pl.col("trade_net_pnl").fill_null(0.0)).abs() > 0.005))
@@ -500,6 +653,60 @@ def list_lifecycles(
         query = query.order_by(*by_date, table.id)
     with engine.connect() as connection:
         return [_report_row(row) for row in connection.execute(query).mappings()]
+
+
+#: How many closed lifecycles :func:`lifecycle_summary` lists, best net P&L first.
+SUMMARY_TOP = 10
+
+
+def lifecycle_summary(engine: Engine, *, account: str | None = None) -> dict[str, Any]:
+    """What the lifecycles hold, computed in SQL (no lifecycle list in memory: there may be
+    hundreds of thousands).
+
+    ``lifecycles``, ``open``, ``closed`` and ``gaps`` (counts); ``by_exit_type``: a count for
+    every exit type (schema.LIFECYCLE_EXIT_TYPES, zeros included); ``net_pnl_by_currency``:
+    the closed lifecycles' net P&L summed per currency (rounded to cents; a lifecycle without
+    net P&L counts 0, one without currency under "unknown"), currencies in alphabetical
+    order; ``top_closed``: the SUMMARY_TOP closed lifecycles with the highest net P&L (none
+    counts as 0; ties by opening date, closing date, id) as :func:`list_lifecycles` rows.
+    ``account``: only that account's.
+    """
+    table = trade_lifecycles.c
+    mine = table.account == account if account is not None else true()
+    is_closed = table.exit_type != "open"
+    net = func.coalesce(table.net_pnl, 0.0)
+    with engine.connect() as connection:
+        by_exit = dict(connection.execute(
+            select(table.exit_type, func.count()).where(mine).group_by(table.exit_type)).all())
+        sums = connection.execute(
+            select(table.currency, func.sum(net)).where(mine, is_closed).group_by(table.currency)).all()
+        top = connection.execute(
+            select(trade_lifecycles).where(mine, is_closed)
+            .order_by(net.desc(), table.open_date.is_(None), table.open_date, table.close_date.is_(None),
+                      table.close_date, table.id)
+            .limit(SUMMARY_TOP)
+        ).mappings().all()
+        gaps = lifecycle_gaps.c
+        gap_count = connection.execute(
+            select(func.count()).select_from(lifecycle_gaps)
+            .where(gaps.account == account if account is not None else true())
+        ).scalar_one()
+    totals: dict[str, float] = {}
+    for currency, total in sums:
+        key = currency or "unknown"
+        totals[key] = totals.get(key, 0.0) + float(total or 0.0)
+    counts = {exit_type: int(by_exit.get(exit_type, 0)) for exit_type in LIFECYCLE_EXIT_TYPES}
+    counts.update({exit_type: int(count) for exit_type, count in by_exit.items() if exit_type not in counts})
+    total = sum(counts.values())
+    return {
+        "lifecycles": total,
+        "open": counts.get("open", 0),
+        "closed": total - counts.get("open", 0),
+        "gaps": int(gap_count),
+        "by_exit_type": counts,
+        "net_pnl_by_currency": {key: round(totals[key], 2) for key in sorted(totals)},
+        "top_closed": [_report_row(row) for row in top],
+    }
 
 
 def list_gaps(engine: Engine, *, account: str | None = None) -> list[dict[str, Any]]:

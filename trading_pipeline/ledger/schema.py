@@ -690,7 +690,7 @@ reconciliation_runs = Table(
 )
 
 
-# --- Trade history (revision 0004) ---------------------------------------------------------
+# --- Trade history (revisions 0004, 0005) -------------------------------------------------
 #
 # IBKR's history imported from Flex statements (TAAD). Raw executions and option events are
 # immutable: written once by an import, never updated or deleted by any code path except
@@ -747,6 +747,10 @@ flex_import_sessions = Table(
 # file (one String column ``raw_xml``, zstd-compressed: a million executions of 1.1 kB
 # take about 65 MB instead of 1.1 GB, and compress in about a second on two cores), so one
 # row's text is recovered by reading one chunk (trading_pipeline.ledger.history.raw_xml_of).
+# Since revision 0005 an "execution" chunk also holds its rows' typed columns
+# (trading_pipeline.ledger.history.STORED_EXECUTION_COLUMNS, polars dtypes of
+# ingest.flex.EXECUTION_COLUMNS) beside ``raw_xml`` (89 MB for the million rows):
+# flex_executions keeps only a narrow row.
 # Immutable like the rows.
 RAW_KINDS = ("execution", "option_event")
 RAW_CHUNK_ROWS = 20_000
@@ -762,45 +766,28 @@ flex_raw_chunks = Table(
     CheckConstraint(_one_of("kind", RAW_KINDS), name="kind"),
 )
 
-# Every valid execution of every imported statement, once: the typed columns matching,
-# promotion and the reports read (trading_pipeline.ingest.flex.EXECUTION_COLUMNS), the
-# element's line in its statement, and where its raw text is (flex_raw_chunks: every
-# attribute, known or not; what is not a column here, like notes or transactionID, is
-# there). Unique by execution id; a cancellation is keyed apart from the execution it
-# cancels (IBKR may give both the same id), as core.lifecycles.deduplicate_executions
-# does. Which execution a cancellation cancels is not stored: it is worked out at match
-# time from all stored rows, since a correction may arrive in a later statement than its
-# original. Rows with errors are not stored (their line and reason are in the import's
-# result). Few columns and one index: a million rows must load in a few seconds.
+# Every valid execution of every imported statement, once, as a narrow row (revision 0005):
+# what deduplication (the unique execution id; a cancellation is keyed apart from the
+# execution it cancels, IBKR may give both the same id, as
+# core.lifecycles.deduplicate_executions does), the options filter and the status report
+# read, and where the rest is: every other typed column (the element's line, prices,
+# quantities, times...: trading_pipeline.ledger.history.STORED_EXECUTION_COLUMNS) and the
+# raw text are in the session's chunks (flex_raw_chunks, kind "execution", row ``raw_row``),
+# read back whole by trading_pipeline.ledger.history.load_executions. Inserting a million
+# rows of these 8 columns takes about 3 s; of all 27 columns, 7-8 s. Which execution a
+# cancellation cancels is not stored: it is worked out at match time from all stored rows,
+# since a correction may arrive in a later statement than its original. Rows with errors
+# are not stored (their line and reason are in the import's result).
 flex_executions = Table(
     "flex_executions",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("import_session_id", Integer, ForeignKey("flex_import_sessions.id"), nullable=False),
-    Column("line", Integer, nullable=False),  # the element's line in the imported statement
-    Column("raw_row", Integer, nullable=False),  # its text in flex_raw_chunks (kind "execution")
+    Column("raw_row", Integer, nullable=False),  # its columns and text in flex_raw_chunks (kind "execution")
     Column("account", String(32), nullable=False),
     Column("exec_id", String(64), nullable=False),
     Column("is_cancellation", Boolean, nullable=False),
-    Column("trade_id", String(64), nullable=True),
-    Column("orig_trade_id", String(64), nullable=True),
-    Column("order_id", String(64), nullable=True),
-    Column("asset_category", String(16), nullable=True),
-    Column("symbol", Text, nullable=True),  # OCC symbols keep their padding
-    Column("underlying", String(32), nullable=True),
-    Column("con_id", BigInteger, nullable=True),
-    Column("put_call", String(1), nullable=True),
-    Column("strike", Float, nullable=True),
-    Column("expiry", Date, nullable=True),
-    Column("multiplier", Float, nullable=True),
-    Column("currency", String(8), nullable=True),
-    Column("buy_sell", String(4), nullable=True),
-    Column("quantity", Float, nullable=True),  # + BUY, - SELL
-    Column("price", Float, nullable=True),
-    Column("commission", Float, nullable=True),  # IBKR's sign: negative = paid
-    Column("open_close", String(1), nullable=True),
-    Column("event", String(16), nullable=True),  # trade / expiration / assignment / exercise / cancel
-    Column("date_time_utc", UtcDateTime, nullable=True),
+    Column("put_call", String(1), nullable=True),  # null: not an option
     Column("trade_date", Date, nullable=True),
     UniqueConstraint("exec_id", "is_cancellation", name="uq_flex_executions_exec_id_is_cancellation"),
 )

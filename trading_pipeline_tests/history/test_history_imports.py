@@ -12,7 +12,11 @@ arriving in a later statement cancels its original (in whichever order the two w
 imported); a failure while writing leaves only a "failed" session. read_statement_file
 reads dates with the account's IBKR_FLEX_DATE_FORMAT_n (else IBKR_FLEX_DATE_FORMAT, else
 auto) and refuses bad files before anything is written; fetch_statement gets a configured
-account's statement from the (simulated, loopback) Flex Web Service.
+account's statement from the (simulated, loopback) Flex Web Service. Storage (revision
+0005): each execution is a narrow row plus its typed columns and raw text in the session's
+chunks; load_executions reads them back (accounts and options filters, asked columns, in
+session then row order); an import gives the SQLite connection its page cache back; bulk
+rows whose columns hold one value throughout round-trip like bound ones.
 """
 
 from __future__ import annotations
@@ -125,8 +129,17 @@ def test_import_stores_valid_executions_raw_and_lists_the_bad_ones(ledger_engine
                               "gaps": 0, "promoted": 0, "promoted_orphaned": 0, "promoted_changed": 0}
 
     with ledger_engine.connect() as connection:
-        rows = connection.execute(select(flex_executions).order_by(flex_executions.c.line)).mappings().all()
+        narrow = connection.execute(select(flex_executions).order_by(flex_executions.c.raw_row)).mappings().all()
+        rows = ledger_history.load_executions(connection).sort("line").to_dicts()
         session = connection.execute(select(flex_import_sessions)).mappings().one()
+    # The narrow rows: what deduplication, the options filter and the status report read.
+    assert [dict(r) for r in narrow] == [
+        {"id": narrow[0]["id"], "import_session_id": result.session_id, "raw_row": 0, "account": ACCOUNT,
+         "exec_id": "e1", "is_cancellation": False, "put_call": "P", "trade_date": date(2026, 11, 20)},
+        {"id": narrow[1]["id"], "import_session_id": result.session_id, "raw_row": 1, "account": ACCOUNT,
+         "exec_id": "b1", "is_cancellation": False, "put_call": "P", "trade_date": date(2026, 11, 25)},
+    ]
+    # Every typed column comes back from the session's chunks.
     assert [(r["exec_id"], r["line"], r["quantity"], r["price"], r["commission"]) for r in rows] == [
         ("e1", 5, -2.0, 3.25, -1.3), ("b1", 6, 2.0, 1.0, -1.3)]
     first = rows[0]
@@ -138,7 +151,7 @@ def test_import_stores_valid_executions_raw_and_lists_the_bad_ones(ledger_engine
     assert first["symbol"] == "XYZ   261218P00100000"  # OCC padding kept
     with ledger_engine.connect() as connection:
         raw = execution_raw_xml(connection, "e1")
-        second_raw = raw_xml_of(connection, session["id"], "execution", rows[1]["raw_row"])
+        second_raw = raw_xml_of(connection, session["id"], "execution", narrow[1]["raw_row"])
         assert raw_xml_of(connection, session["id"], "execution", 2) is None  # only two rows stored
         assert execution_raw_xml(connection, "bad") is None and execution_raw_xml(connection, "e1",
                                                                                  is_cancellation=True) is None
@@ -209,6 +222,53 @@ def test_raw_text_is_kept_per_session_in_chunks_and_every_row_recovers_its_own(l
     assert [tuple(row) for row in stored] == [("s0", first_id, 0), ("s1", first_id, 1), ("s2", second.session_id, 0),
                                               ("b1", second.session_id, 1), ("b2", second.session_id, 2)]
     assert raw == {"s0": rows[0], "s1": rows[1], "s2": rows[2], "b1": btc("b1", "5009"), "b2": btc("b2", "5010")}
+    # The typed columns come back from the same chunks: session order, then row order;
+    # the columns not asked for are null.
+    with ledger_engine.connect() as connection:
+        loaded = ledger_history.load_executions(connection, columns=("exec_id", "price"))
+    assert loaded.select("exec_id", "import_session_id", "price").rows() == [
+        ("s0", first_id, 3.25), ("s1", first_id, 3.25), ("s2", second.session_id, 3.25),
+        ("b1", second.session_id, 1.0), ("b2", second.session_id, 1.0)]
+    assert loaded["line"].null_count() == loaded["account"].null_count() == 5
+
+
+def test_loading_executions_filters_accounts_and_options_across_sessions(ledger_engine):
+    stock = trade(assetCategory="STK", symbol="XYZ", conid="1200", multiplier="1", strike="", expiry="",
+                  putCall="", tradePrice="100", quantity="100", buySell="BUY", ibExecID="k1", tradeID="5100",
+                  transactionID="txk1", openCloseIndicator="O")
+    run_import(ledger_engine, statement(sto("e1", "5001"), stock), "mine.xml")
+    run_import(ledger_engine, two_accounts([btc("b1", "5002")], [sto("o1", "5003", accountId=OTHER)]), "both.xml")
+    with ledger_engine.connect() as connection:
+        everything = ledger_history.load_executions(connection)
+        mine = ledger_history.load_executions(connection, [ACCOUNT])
+        options = ledger_history.load_executions(connection, [ACCOUNT], options_only=True)
+        other = ledger_history.load_executions(connection, [OTHER], options_only=True, columns=("exec_id",))
+        nobody = ledger_history.load_executions(connection, ["U0000000"])
+    assert everything["exec_id"].to_list() == ["e1", "k1", "b1", "o1"]
+    assert mine["exec_id"].to_list() == ["e1", "k1", "b1"]
+    assert options["exec_id"].to_list() == ["e1", "b1"]
+    assert (other["exec_id"].to_list(), other["account"].to_list()) == (["o1"], [None])
+    assert nobody.height == 0 and nobody.schema == everything.schema
+    k1 = mine.row(1, named=True)
+    assert (k1["asset_category"], k1["put_call"], k1["quantity"], k1["price"], k1["cancelled"]) == (
+        "STK", None, 100.0, 100.0, False)
+    assert k1["date_time"] == datetime(2026, 11, 20, 9, 35, 10, tzinfo=k1["date_time"].tzinfo)  # New York time
+    assert str(k1["date_time"].tzinfo) == "America/New_York"
+
+
+def test_an_import_restores_the_connections_page_cache(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    migrate(engine)
+    try:
+        with engine.connect() as connection:
+            pooled = connection.connection.dbapi_connection
+            default = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        run_import(engine, statement(sto("e1", "5001"), btc("b1", "5002")))
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection is pooled  # the connection the import used
+            assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == default == -2000
+    finally:
+        engine.dispose()
 
 
 def test_dry_run_counts_and_writes_nothing(ledger_engine):
@@ -382,3 +442,26 @@ def test_fetch_statement_from_the_loopback_flex_web_service_and_import_it(tmp_pa
     assert (life["underlying"], life["side"], life["exit_type"], life["quantity"]) == ("AAPL", "short", "open", 1)
     assert list_import_sessions(ledger_engine)[0]["source"] == "web_service"
     ledger_engine.dispose()
+
+
+def test_bulk_rows_with_columns_of_one_value_round_trip(ledger_engine):
+    """On SQLite a column holding one value throughout is written into the statement once:
+    quotes, nulls, floats and times must come back as bound values do."""
+    import polars as pl
+
+    from trading_pipeline.ledger.db import write_transaction
+
+    reason = "it's \"odd\"; 'quoted' -- not SQL"
+    frame = pl.DataFrame({
+        "account": [ACCOUNT] * 3, "underlying": ["XYZ", "XYZ", "ABC"], "right": ["P"] * 3, "strike": [100.5] * 3,
+        "expiry": [date(2026, 12, 18)] * 3, "side": ["short"] * 3, "exec_id": ["g1", "g2", "g3"],
+        "trade_date": pl.Series([None] * 3, dtype=pl.Date), "quantity": [2] * 3, "exit_type": ["btc"] * 3,
+        "reason": [reason] * 3, "built_at": [AT] * 3,
+    })
+    with write_transaction(ledger_engine) as connection:
+        ledger_history.bulk_insert(connection, lifecycle_gaps, frame)
+    rows = list_gaps(ledger_engine)
+    assert [(r["exec_id"], r["underlying"], r["reason"], r["strike"], r["trade_date"], r["quantity"], r["built_at"],
+             r["expiry"]) for r in rows] == [
+        (exec_id, underlying, reason, 100.5, None, 2, AT, date(2026, 12, 18))
+        for exec_id, underlying in (("g1", "XYZ"), ("g2", "XYZ"), ("g3", "ABC"))]

@@ -10,25 +10,39 @@ P&L and commissions split entry/exit), idempotently; a dry run writes nothing; a
 whose opening still has contracts open waits; an assignment with its stock leg records the
 stock position; lifecycle rows with an unknown side, right or exit type are refused by the
 database. list_lifecycles / list_gaps / list_import_sessions / history_status report
-what is stored (filters, sorts, counts).
+what is stored (filters, sorts, counts); lifecycle_summary counts by exit type, totals the
+closed lifecycles' net P&L per currency and lists the ten best closed, in SQL. Migration
+0005 moves an 0004 ledger's typed execution columns into the session chunks (raw text kept
+exactly, the history still matched and deduplicated) and its downgrade restores them.
 """
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 
+import polars as pl
 import pytest
-from sqlalchemy import insert
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from trading_pipeline.history.imports import rebuild_lifecycles
 from trading_pipeline.history.promotion import promote_lifecycles
+from trading_pipeline.ledger import make_engine
+from trading_pipeline.ledger.db import write_transaction
 from trading_pipeline.ledger.history import (
+    STORED_EXECUTION_COLUMNS,
+    execution_raw_xml,
     history_status,
+    lifecycle_summary,
     list_gaps,
     list_import_sessions,
     list_lifecycles,
+    load_executions,
 )
-from trading_pipeline.ledger.schema import trade_lifecycles
+from trading_pipeline.ledger.migrate import alembic_config
+from trading_pipeline.ledger.schema import UtcDateTime, flex_import_sessions, flex_raw_chunks, trade_lifecycles
 from trading_pipeline.ledger.trades import list_stock_positions, list_trades
 from trading_pipeline_tests.history.test_flex_parser import statement, trade
 from trading_pipeline_tests.history.test_history_imports import ACCOUNT, AT, OTHER, btc, run_import, sto, two_accounts
@@ -262,3 +276,137 @@ def test_lifecycle_rows_with_an_unknown_side_right_or_exit_type_are_refused(ledg
     with ledger_engine.begin() as connection:  # the same row with known values is stored
         connection.execute(insert(trade_lifecycles).values(**{**row, "lifecycle_id": "x"}))
     assert len(list_lifecycles(ledger_engine)) == 2
+
+
+def test_lifecycle_summary_counts_totals_per_currency_and_ranks_the_best_closed(ledger_engine):
+    assert lifecycle_summary(ledger_engine) == {
+        "lifecycles": 0, "open": 0, "closed": 0, "gaps": 0,
+        "by_exit_type": {"btc": 0, "stc": 0, "expiration": 0, "assignment": 0, "exercise": 0, "open": 0},
+        "net_pnl_by_currency": {}, "top_closed": []}
+    euro = dict(symbol="DEF   261218P00040000", underlyingSymbol="DEF", strike="40", conid="88", currency="EUR",
+                ibCommissionCurrency="EUR")
+    run_import(ledger_engine, statement(
+        sto("e1", "1"), btc("b1", "2"),  # (3.25 - 1.00) x 200 - 2.60 = 447.40 USD
+        sto("e2", "3", order="7010", symbol="ABC   261218P00050000", underlyingSymbol="ABC", strike="50",
+            conid="77"),  # still open
+        sto("e4", "5", order="7020", price="2.00", **euro),
+        btc("b4", "6", order="7021", price="2.50", **euro),  # (2.00 - 2.50) x 200 - 2.60 = -102.60 EUR
+        btc("g1", "7", order="7030", symbol="GHI   261218P00030000", underlyingSymbol="GHI", strike="30",
+            conid="99"),  # a closing without its opening: a gap
+    ))
+    run_import(ledger_engine, two_accounts([], [sto("o1", "9", accountId=OTHER)]), "other.xml", account=OTHER)
+
+    summary = lifecycle_summary(ledger_engine)
+    assert {key: value for key, value in summary.items() if key != "top_closed"} == {
+        "lifecycles": 4, "open": 2, "closed": 2, "gaps": 1,
+        "by_exit_type": {"btc": 2, "stc": 0, "expiration": 0, "assignment": 0, "exercise": 0, "open": 2},
+        "net_pnl_by_currency": {"EUR": -102.6, "USD": 447.4},
+    }
+    assert [(row["lifecycle_id"], row["currency"], row["net_pnl"]) for row in summary["top_closed"]] == [
+        ("e1:btc", "USD", 447.4), ("e4:btc", "EUR", -102.6)]
+    assert summary["top_closed"][0] == list_lifecycles(ledger_engine, status="closed", sort="pnl")[1]
+    other = lifecycle_summary(ledger_engine, account=OTHER)
+    assert (other["lifecycles"], other["open"], other["closed"], other["gaps"], other["net_pnl_by_currency"],
+            other["top_closed"]) == (1, 1, 0, 0, {}, [])
+
+
+def test_the_top_closed_are_at_most_ten_best_first(ledger_engine):
+    rows = [row for n in range(12) for row in (
+        sto(f"e{n}", f"{n}a", order=f"8{n:02d}", price=f"{2 + n / 10:.2f}", commission="0"),
+        btc(f"b{n}", f"{n}b", order=f"9{n:02d}", price="1.00", commission="0"))]
+    run_import(ledger_engine, statement(*rows))
+    top = lifecycle_summary(ledger_engine)["top_closed"]
+    # Lifecycle n earns (2 + n/10 - 1) x 200: the best is n = 11 (420), the tenth n = 2 (240).
+    assert [row["lifecycle_id"] for row in top] == [f"e{n}:btc" for n in range(11, 1, -1)]
+    assert [row["net_pnl"] for row in top] == [round((1 + n / 10) * 200, 6) for n in range(11, 1, -1)]
+
+
+# --- revision 0005: executions stored column-wise -------------------------------------------------
+
+# flex_executions as revision 0004 had it (every typed column a database column).
+_AT_0004 = sa.Table(
+    "flex_executions", sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True), sa.Column("import_session_id", sa.Integer),
+    sa.Column("line", sa.Integer), sa.Column("raw_row", sa.Integer), sa.Column("account", sa.String),
+    sa.Column("exec_id", sa.String), sa.Column("is_cancellation", sa.Boolean), sa.Column("trade_id", sa.String),
+    sa.Column("orig_trade_id", sa.String), sa.Column("order_id", sa.String),
+    sa.Column("asset_category", sa.String), sa.Column("symbol", sa.Text), sa.Column("underlying", sa.String),
+    sa.Column("con_id", sa.BigInteger), sa.Column("put_call", sa.String), sa.Column("strike", sa.Float),
+    sa.Column("expiry", sa.Date), sa.Column("multiplier", sa.Float), sa.Column("currency", sa.String),
+    sa.Column("buy_sell", sa.String), sa.Column("quantity", sa.Float), sa.Column("price", sa.Float),
+    sa.Column("commission", sa.Float), sa.Column("open_close", sa.String), sa.Column("event", sa.String),
+    sa.Column("date_time_utc", UtcDateTime), sa.Column("trade_date", sa.Date),
+)
+_XYZ = dict(account=ACCOUNT, is_cancellation=False, orig_trade_id=None, asset_category="OPT",
+            symbol="XYZ   261218P00100000", underlying="XYZ", con_id=812345, put_call="P", strike=100.0,
+            expiry=date(2026, 12, 18), multiplier=100.0, currency="USD", commission=-1.3, event="trade")
+_ROWS_0004 = [
+    dict(_XYZ, line=5, raw_row=0, exec_id="e1", trade_id="5001", order_id="7001",
+         buy_sell="SELL", quantity=-2.0, price=3.25, open_close="O",
+         date_time_utc=datetime(2026, 11, 20, 14, 35, 10, tzinfo=UTC), trade_date=date(2026, 11, 20)),
+    dict(_XYZ, line=6, raw_row=1, exec_id="b1", trade_id="5002", order_id="7002",
+         buy_sell="BUY", quantity=2.0, price=1.0, open_close="C",
+         date_time_utc=datetime(2026, 11, 25, 15, 0, tzinfo=UTC), trade_date=date(2026, 11, 25)),
+]
+_RAW_0004 = [sto("e1", "5001", myNewAttribute="kept"), btc("b1", "5002")]
+
+
+def _migrate(engine, revision: str, *, down: bool = False) -> None:
+    config = alembic_config()
+    with write_transaction(engine) as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def _texts(data: bytes) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(data))
+
+
+def test_revision_0005_moves_stored_executions_into_the_chunks_and_back(ledger_url):
+    engine = make_engine(ledger_url)
+    try:
+        _migrate(engine, "0004")
+        chunk = io.BytesIO()
+        pl.DataFrame({"raw_xml": _RAW_0004}).write_parquet(chunk, compression="zstd")
+        with write_transaction(engine) as connection:  # an import made at revision 0004
+            session_id = connection.execute(insert(flex_import_sessions).values(
+                started_at=AT, finished_at=AT, source="file", file_name="nov.xml", accounts=[ACCOUNT],
+                statement_kind="activity", dry_run=False, total=2, new_count=2, duplicate_count=0,
+                skipped_count=0, error_count=0, option_event_count=0, status="completed",
+            ).returning(flex_import_sessions.c.id)).scalar_one()
+            connection.execute(insert(_AT_0004), [dict(row, import_session_id=session_id) for row in _ROWS_0004])
+            connection.execute(insert(flex_raw_chunks).values(
+                import_session_id=session_id, kind="execution", first_row=0, row_count=2, data=chunk.getvalue()))
+
+        _migrate(engine, "head")
+        with engine.connect() as connection:
+            assert [c["name"] for c in sa.inspect(connection).get_columns("flex_executions")] == [
+                "id", "import_session_id", "raw_row", "account", "exec_id", "is_cancellation", "put_call",
+                "trade_date"]
+            loaded = load_executions(connection).sort("line")
+            assert execution_raw_xml(connection, "e1") == _RAW_0004[0]  # the text kept exactly
+            assert execution_raw_xml(connection, "b1") == _RAW_0004[1]
+        for row, expected in zip(loaded.iter_rows(named=True), _ROWS_0004, strict=True):
+            assert {name: row[name] for name in STORED_EXECUTION_COLUMNS} == {
+                name: expected[name] for name in STORED_EXECUTION_COLUMNS}
+            assert row["import_session_id"] == session_id
+        # The moved history works at 0005: matched again, recognized as already stored.
+        rebuilt = rebuild_lifecycles(engine, as_of=date(2026, 12, 1), at=AT)
+        assert (rebuilt["option_executions"], rebuilt["lifecycles"], rebuilt["closed"]) == (2, 1, 1)
+        assert list_lifecycles(engine)[0]["net_pnl"] == 447.4  # (3.25 - 1.00) x 200 - 2 x 1.30
+        again = run_import(engine, statement(sto("e1", "5001"), sto("e5", "5005", order="7005")), "dec.xml")
+        assert (again.new, again.duplicate) == (1, 1)
+
+        _migrate(engine, "0004", down=True)
+        with engine.connect() as connection:
+            rows = connection.execute(select(_AT_0004).order_by(_AT_0004.c.id)).mappings().all()
+            chunks = connection.execute(select(flex_raw_chunks.c.import_session_id, flex_raw_chunks.c.data)
+                                        .where(flex_raw_chunks.c.kind == "execution")
+                                        .order_by(flex_raw_chunks.c.import_session_id)).all()
+        assert [{name: row[name] for name in _ROWS_0004[0]} for row in rows[:2]] == _ROWS_0004
+        assert [row["import_session_id"] for row in rows] == [session_id, session_id, again.session_id]
+        assert (rows[2]["exec_id"], rows[2]["line"], rows[2]["raw_row"], rows[2]["price"]) == ("e5", 6, 0, 3.25)
+        assert [_texts(data).columns for _, data in chunks] == [["raw_xml"], ["raw_xml"]]
+        assert _texts(chunks[0][1])["raw_xml"].to_list() == _RAW_0004
+    finally:
+        engine.dispose()
