@@ -165,10 +165,12 @@ def taad_import(
     if not dry_run:
         lifecycles = reported_metadata(instance, run_id, LIFECYCLES_ASSET)
         if lifecycles:
+            totals = lifecycles.get("net_pnl_by_currency") or {}
+            net = "; ".join(f"net P&L {currency} {_money(total)}" for currency, total in totals.items())
             console.print(
                 f"Lifecycles rebuilt: {lifecycles.get('dagster/row_count', 0)} ({lifecycles.get('closed', 0)} closed, "
-                f"{lifecycles.get('open', 0)} open), {lifecycles.get('gaps', 0)} gap(s); total net P&L "
-                f"{_money(lifecycles.get('total_net_pnl'))}. `tp taad-report` lists them.", highlight=False)
+                f"{lifecycles.get('open', 0)} open), {lifecycles.get('gaps', 0)} gap(s); {net or 'no closed one'}. "
+                "`tp taad-report` lists them.", highlight=False)
     console.print(f"[dim]Dagster run {run_id}[/]", highlight=False)
 
 

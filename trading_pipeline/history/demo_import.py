@@ -53,11 +53,12 @@ def import_simulated_history(console: Console, sim_gateway, sim_broker, engine: 
 
     ``sim_gateway`` is the running SimGateway (its thread reads the broker), ``sim_broker``
     its SimBroker, ``account`` the simulated account's id. Returns the counts: the import's
-    result, the promotion's, and the lifecycles (total, closed, open, net P&L)."""
+    result, the promotion's, and the lifecycles (total, closed, open, the closed ones' net P&L per
+    currency)."""
     from trading_pipeline.cli.instance import get_instance, run_job
     from trading_pipeline.cli.taad_commands import print_import, print_lifecycle_report, print_promotion, reported_result
     from trading_pipeline.defs.history.config import IMPORT_ASSET, PROMOTED_ASSET, import_run_config, promote_run_config
-    from trading_pipeline.ledger.history import list_lifecycles
+    from trading_pipeline.ledger.history import lifecycle_summary, list_lifecycles
 
     if account != sim_broker.account_id:
         raise TradingPipelineError(f"the simulator's account is {sim_broker.account_id}, not {account}")
@@ -93,16 +94,15 @@ def import_simulated_history(console: Console, sim_gateway, sim_broker, engine: 
 
     print_import(console, import_result)
     print_promotion(console, promotion, dry_run=False)
-    lifecycles = list_lifecycles(engine, account=account)
-    print_lifecycle_report(console, lifecycles)
-    closed = [row for row in lifecycles if row["exit_type"] != "open"]
+    print_lifecycle_report(console, list_lifecycles(engine, account=account))
+    summary = lifecycle_summary(engine, account=account)
     return {
         "import": import_result,
         "promotion": promotion,
-        "lifecycles": len(lifecycles),
-        "closed": len(closed),
-        "open": len(lifecycles) - len(closed),
-        "net_pnl": round(sum(row["net_pnl"] or 0.0 for row in closed), 2),
+        "lifecycles": summary["lifecycles"],
+        "closed": summary["closed"],
+        "open": summary["open"],
+        "net_pnl_by_currency": summary["net_pnl_by_currency"],
     }
 
 

@@ -8,7 +8,7 @@
   account a skip with the configuration error (never a token); otherwise one run per
   account with a run key naming the previous session.
 - The assets as jobs: an import run materializes ``flex_raw_imports`` (counts, session id)
-  and ``trade_lifecycles`` (counts by exit type, total net P&L); a dry run is an
+  and ``trade_lifecycles`` (counts by exit type, net P&L per currency); a dry run is an
   observation and the rebuild is skipped; promotion and enrichment runs report their counts
   (these run in test_taad_cli.py and test_web_service_import.py); here, the enrichment run
   with the broker (daily bars from the simulator's TWS through the IBKR adapter).

@@ -111,7 +111,7 @@ def test_import_then_report_with_hand_computed_lifecycles(home, statement_file):
     assert result.exit_code == 0, result.output
     assert "Import session 1" in result.stdout
     assert "│     5 │   5 │         0 │       0 │      0 │" in result.stdout  # total, new, duplicate, skipped, errors
-    assert "Lifecycles rebuilt: 2 (2 closed, 0 open), 1 gap(s); total net P&L 546.40" in result.stdout
+    assert "Lifecycles rebuilt: 2 (2 closed, 0 open), 1 gap(s); net P&L USD 546.40" in result.stdout
     [run] = runs(home)
     assert run.job_name == "import_trade_history_job" and run.tags["trading/source"] == "cli"
 

@@ -192,7 +192,7 @@ def test_the_demos_step_imports_promotes_and_reports(isolated_home, sim_gateway,
     assert (counts["import"]["source"], counts["import"]["new"]) == ("web_service", 4)
     assert counts["promotion"]["promoted"] == 1
     gross, commissions = expected_pnl(sim)
-    assert counts["net_pnl"] == pytest.approx(round(gross - commissions, 2))
+    assert counts["net_pnl_by_currency"] == {"USD": pytest.approx(round(gross - commissions, 2))}
     text = console.export_text()
     assert "Trade lifecycles" in text and "btc" in text and "Net P&L USD" in text
     assert "IBKR_FLEX_TOKEN_1" not in os.environ and "IBKR_FLEX_BASE_URL" not in os.environ

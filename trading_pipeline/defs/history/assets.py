@@ -46,7 +46,6 @@ from trading_pipeline.defs.metadata import markdown_table
 from trading_pipeline.defs.resources import LedgerResource
 from trading_pipeline.defs.staging.assets import BROKER_POOL, connected_broker
 from trading_pipeline.errors import TradingPipelineError
-from trading_pipeline.ledger.schema import LIFECYCLE_EXIT_TYPES
 
 HISTORY_POOL = "trade_history"
 GROUP = "history"
@@ -151,23 +150,20 @@ def flex_raw_imports(context: dg.AssetExecutionContext, config: FlexImportConfig
 # ============================================================================ lifecycles
 
 
-def lifecycle_metadata(lifecycles: list[dict], gaps: int, rebuilt: dict) -> dict:
-    """Counts by exit type, open, gaps, total net P&L and the best ten by net P&L."""
-    by_exit = {exit_type: 0 for exit_type in LIFECYCLE_EXIT_TYPES}
-    for row in lifecycles:
-        by_exit[row["exit_type"]] = by_exit.get(row["exit_type"], 0) + 1
-    closed = [row for row in lifecycles if row["exit_type"] != "open"]
-    total_net = round(float(sum(row["net_pnl"] or 0.0 for row in closed)), 2)
-    ranked = sorted(closed, key=lambda row: -(row["net_pnl"] or 0.0))[:10]
-    preview = pl.DataFrame([{name: row.get(name) for name in LIFECYCLE_PREVIEW} for row in ranked]) if ranked \
+def lifecycle_metadata(summary: dict, rebuilt: dict) -> dict:
+    """The asset's metadata from :func:`trading_pipeline.ledger.history.lifecycle_summary`:
+    counts by exit type, open, closed, gaps, the closed lifecycles' net P&L per currency
+    (amounts in different currencies are never added together) and the best ten."""
+    top = summary["top_closed"]
+    preview = pl.DataFrame([{name: row.get(name) for name in LIFECYCLE_PREVIEW} for row in top]) if top \
         else pl.DataFrame({name: [] for name in LIFECYCLE_PREVIEW})
     return {
-        "dagster/row_count": len(lifecycles),
-        "closed": len(closed),
-        "open": by_exit.get("open", 0),
-        "gaps": gaps,
-        "by_exit_type": dg.MetadataValue.json(by_exit),
-        "total_net_pnl": dg.MetadataValue.float(total_net),
+        "dagster/row_count": summary["lifecycles"],
+        "closed": summary["closed"],
+        "open": summary["open"],
+        "gaps": summary["gaps"],
+        "by_exit_type": dg.MetadataValue.json(summary["by_exit_type"]),
+        "net_pnl_by_currency": dg.MetadataValue.json(summary["net_pnl_by_currency"]),
         "top_10_by_net_pnl": markdown_table(preview, limit=10),
         "rebuild": dg.MetadataValue.json(jsonable(rebuilt)),
     }
@@ -186,7 +182,7 @@ def trade_lifecycles(context: dg.AssetExecutionContext, config: LifecyclesConfig
     """One row per lifecycle: (account, underlying, right, strike, expiry), one opening and
     its closings of one exit type. Rebuilt whole from the stored executions."""
     from trading_pipeline.history.imports import rebuild_lifecycles
-    from trading_pipeline.ledger.history import list_gaps, list_lifecycles
+    from trading_pipeline.ledger.history import lifecycle_summary
 
     engine = ledger.engine()
     at = _now()
@@ -196,14 +192,14 @@ def trade_lifecycles(context: dg.AssetExecutionContext, config: LifecyclesConfig
         raise dg.Failure(description=f"as_of {config.as_of!r} is not a date (YYYY-MM-DD)") from None
     try:
         rebuilt = rebuild_lifecycles(engine, as_of=as_of, at=at)
-        lifecycles = list_lifecycles(engine)
-        gaps = list_gaps(engine)
+        summary = lifecycle_summary(engine)
     except TradingPipelineError as problem:
         raise dg.Failure(description=str(problem)) from None
-    metadata = lifecycle_metadata(lifecycles, len(gaps), rebuilt)
+    metadata = lifecycle_metadata(summary, rebuilt)
     metadata["as_of"] = as_of.isoformat()
-    context.log.info(f"{len(lifecycles)} lifecycle(s) ({metadata['closed']} closed, {metadata['open']} open), "
-                     f"{len(gaps)} gap(s); total net P&L {metadata['total_net_pnl'].value:,.2f}")
+    totals = ", ".join(f"{currency} {total:,.2f}" for currency, total in summary["net_pnl_by_currency"].items())
+    context.log.info(f"{summary['lifecycles']} lifecycle(s) ({summary['closed']} closed, {summary['open']} open), "
+                     f"{summary['gaps']} gap(s); net P&L of the closed ones: {totals or 'none'}")
     return dg.MaterializeResult(metadata=metadata)
 
 
