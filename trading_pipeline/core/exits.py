@@ -71,6 +71,7 @@ from trading_pipeline.core.positions import (
     Alert,
     PositionValue,
     PositionView,
+    opened_inside_time_window,
     position_alerts,
     value_position,
 )
@@ -351,12 +352,6 @@ def _hold(view: PositionView, explanation: str, *, mark: float | None, pnl_pct: 
     return ExitDecision(view.trade_id, None, None, None, explanation, None, 0, mark, pnl_pct, dte)
 
 
-def opened_inside_time_window(view: PositionView, rules: ExitRules) -> bool:
-    """True when the position was opened with TIME_EXIT_DTE days or fewer to expiration: it is
-    held to expiration, the time rule does not apply (see the module text)."""
-    return view.entry_day is not None and (view.expiration - view.entry_day).days <= rules.time_exit_dte
-
-
 def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: Tick = DEFAULT_TICK) -> ExitDecision:
     """The exit of one position under ``rules`` (priority profit > stop > time); see the
     module docstring for the rules, the orders and the cases without an exit. ``tick``: the
@@ -381,7 +376,7 @@ def decide_exit(view: PositionView, rules: ExitRules = ExitRules(), *, tick: Tic
     elif pnl_pct is not None and pnl_pct <= rules.stop_loss_pct + PCT_NOISE:
         reason, order_type = ExitReason.STOP_LOSS, rules.stop_order_type
         why = f"stop loss: {pnl_pct:.1f}% <= {rules.stop_loss_pct:g}%"
-    elif dte <= rules.time_exit_dte and not opened_inside_time_window(view, rules):
+    elif dte <= rules.time_exit_dte and not opened_inside_time_window(view, rules.time_exit_dte):
         reason, order_type = ExitReason.TIME_EXIT, rules.time_order_type
         why = f"time exit: {dte} DTE <= {rules.time_exit_dte}"
     elif dte <= rules.time_exit_dte:

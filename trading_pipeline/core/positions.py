@@ -63,6 +63,7 @@ ALERT_NEAR_PROFIT_TARGET = "near_profit_target"
 ALERT_STOP_LOSS = "stop_loss"
 ALERT_PREMIUM_LOSS = "premium_loss"
 ALERT_TIME_EXIT = "time_exit"
+ALERT_HELD_TO_EXPIRATION = "held_to_expiration"
 ALERT_IN_THE_MONEY = "in_the_money"
 ALERT_NEAR_STRIKE = "near_strike"
 ALERT_HIGH_DELTA = "high_delta"
@@ -319,6 +320,14 @@ class Alert:
         return self.text
 
 
+def opened_inside_time_window(view: PositionView, time_exit_dte: int) -> bool:
+    """True when the position was opened with ``time_exit_dte`` days or fewer to expiration (a
+    weekly or 0DTE sale): it is held to expiration, the time exit does not apply to it
+    (otherwise every short-dated sale would be bought back at the next monitoring pass).
+    Unknown opening day: False (the time exit applies)."""
+    return view.entry_day is not None and (view.expiration - view.entry_day).days <= time_exit_dte
+
+
 def position_alerts(
     view: PositionView,
     *,
@@ -333,7 +342,8 @@ def position_alerts(
     - ``profit_target`` (P&L >= target) or ``near_profit_target`` (within
       NEAR_PROFIT_TARGET_POINTS below it);
     - ``stop_loss`` (P&L <= the stop), else ``premium_loss`` (P&L <= -100 % of the premium);
-    - ``time_exit``: 0 <= DTE <= the time exit;
+    - ``time_exit``: 0 <= DTE <= the time exit; ``held_to_expiration`` instead for a position
+      opened inside that window (:func:`opened_inside_time_window`: no time exit for it);
     - for short positions only, where they mean assignment risk: ``in_the_money`` (the stock
       beyond the strike), else ``near_strike`` (within NEAR_STRIKE_PCT), and ``high_delta``
       (|delta| > HIGH_DELTA). For a long option being in the money is the good case.
@@ -357,7 +367,13 @@ def position_alerts(
         elif pct <= PREMIUM_LOSS_ALERT_PCT + PCT_NOISE:
             alerts.append(Alert(ALERT_PREMIUM_LOSS, f"loss beyond the premium: {pct:.1f}% of premium"))
     if 0 <= dte <= time_exit_dte:
-        alerts.append(Alert(ALERT_TIME_EXIT, f"time exit: {dte} DTE <= {time_exit_dte}"))
+        if opened_inside_time_window(view, time_exit_dte):
+            alerts.append(Alert(ALERT_HELD_TO_EXPIRATION,
+                                f"held to expiration: {dte} DTE, opened with "
+                                f"{(view.expiration - view.entry_day).days} DTE (inside the time exit, "  # type: ignore[operator]
+                                f"{time_exit_dte} DTE)"))
+        else:
+            alerts.append(Alert(ALERT_TIME_EXIT, f"time exit: {dte} DTE <= {time_exit_dte}"))
     if view.side == "short":
         distance = view.distance_to_strike_pct
         kind = "put" if view.right == "P" else "call"

@@ -29,6 +29,7 @@ from trading_pipeline.core.positions import (
     ALERT_PREMIUM_LOSS,
     ALERT_PROFIT_TARGET,
     ALERT_STOP_LOSS,
+    ALERT_HELD_TO_EXPIRATION,
     ALERT_TIME_EXIT,
     PositionView,
     normalize_right,
@@ -234,6 +235,22 @@ def test_configured_thresholds_move_the_alerts():
 ])
 def test_time_exit_alert_at_three_dte(as_of, expected):
     assert codes(short_put(as_of_day=as_of)) == expected
+
+
+@pytest.mark.parametrize("entry_day, expected", [
+    (None, [ALERT_TIME_EXIT]),  # opening day unknown: the time exit applies
+    (date(2026, 11, 20), [ALERT_TIME_EXIT]),  # opened with 14 DTE, reached the window
+    (date(2026, 11, 30), [ALERT_TIME_EXIT]),  # opened with 4 DTE: outside the window
+    (date(2026, 12, 1), [ALERT_HELD_TO_EXPIRATION]),  # sold today with 3 DTE
+])
+def test_a_position_opened_inside_the_time_window_is_held_to_expiration(entry_day, expected):
+    # A weekly sold with 3 DTE or fewer is held to expiration (core.exits does not buy it back),
+    # so its alert says so instead of announcing a time exit that never comes.
+    view = short_put(as_of_day=date(2026, 12, 1), entry_day=entry_day)  # 3 DTE
+    assert codes(view) == expected
+    if entry_day == date(2026, 12, 1):
+        assert position_alerts(view)[0].text == ("held to expiration: 3 DTE, opened with 3 DTE (inside the time "
+                                                 "exit, 3 DTE)")
 
 
 def test_strike_alerts_for_a_short_put():
