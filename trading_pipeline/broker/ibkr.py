@@ -105,6 +105,7 @@ from trading_pipeline.broker.port import (
 )
 from trading_pipeline.broker.settings import BrokerSettings, mask_account
 from trading_pipeline.core import calendar
+from trading_pipeline.core.enrichment import years_to_expiry
 from trading_pipeline.core.pricing import PriceIncrements
 from trading_pipeline.core.options_math import implied_volatility_and_greeks
 from trading_pipeline.errors import ConfigurationError
@@ -138,7 +139,6 @@ ACCOUNT_TAGS = {
     "EquityWithLoanValue": "equity_with_loan",
     "GrossPositionValue": "gross_position_value",
 }
-SECONDS_PER_YEAR = 365.0 * 86400.0
 # Seconds on top of a request's own timeout before the calling thread gives up on the loop.
 _LOOP_GRACE = 5.0
 _UNSET_DOUBLE = 1.7976931348623157e308
@@ -1255,16 +1255,6 @@ _MAY_HAVE_REACHED = ("it may still have reached IBKR: check open orders and exec
 # ============================================================================ greeks fallback
 
 
-def years_to_expiry(expiry: date, now: datetime) -> float:
-    """Years (365-day) from ``now`` to the close of the expiry's session (16:00 New York
-    when the calendar does not know the day)."""
-    try:
-        closes = calendar.session_bounds(expiry).close_utc
-    except ValueError:
-        closes = datetime.combine(expiry, wall_time(16, 0), tzinfo=calendar.NEW_YORK)
-    return (closes - now).total_seconds() / SECONDS_PER_YEAR
-
-
 def greeks_from_mid(*, rights: Sequence[str], spots: Sequence[float | None],
                     strikes: Sequence[float], years: Sequence[float],
                     bids: Sequence[float | None], asks: Sequence[float | None],
@@ -1545,4 +1535,4 @@ def _spot(ticks: _Ticks) -> float | None:
     return ticks.last if ticks.last is not None else ticks.close
 
 
-__all__ = ["IbkrBroker", "greeks_from_mid", "years_to_expiry"]
+__all__ = ["IbkrBroker", "greeks_from_mid"]

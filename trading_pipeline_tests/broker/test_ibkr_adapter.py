@@ -31,7 +31,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from trading_pipeline.broker.ibkr import IbkrBroker, greeks_from_mid, years_to_expiry
+from trading_pipeline.broker.ibkr import IbkrBroker, greeks_from_mid
+from trading_pipeline.core.enrichment import years_to_expiry
 from trading_pipeline.broker.port import (
     BracketRequest,
     BrokerConnectionError,
