@@ -538,7 +538,15 @@ class OrderGateway:
             if spec.session_day not in states:
                 states[spec.session_day] = self.risk_state(spec.session_day)
             state = states[spec.session_day]
-            margin = self._order_margin(spec) if spec.is_opening else 0.0
+            try:
+                margin = self._order_margin(spec) if spec.is_opening else 0.0
+            except BrokerError as problem:
+                # No margin, no risk decision: this order is not sent (and gets no intent, so
+                # a later run may try it again); the rest of the batch goes on.
+                outcome = SubmitOutcome.REJECTED if isinstance(problem, OrderRejected) else SubmitOutcome.REFUSED
+                results[index] = SubmitResult(outcome, ref, spec.describe(),
+                                              reasons=(f"no margin check: {problem}",))
+                continue
             margins[index] = margin
             proposal = OrderProposal(spec.contract.symbol, spec.quantity, margin,
                                      sector=spec.sector or sector_of(spec.contract.symbol, self.sector_map),

@@ -887,7 +887,8 @@ class TwoTierRunner:
             self.engine, order_ref=ref)
         if intent is None:
             reasons = "; ".join(result.reasons) if result is not None else "the submission failed before the intent"
-            trade.drop("REFUSED" if result is not None else "NOT_SENT", reasons)
+            # No intent: refused before one was written (a failed margin check is REJECTED).
+            trade.drop(result.outcome.value if result is not None else "NOT_SENT", reasons)
             return
         trade.intent_ids.append(intent.id)
         trade.limits.append(trade.limit)

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from trading_pipeline.broker.port import ContractSpec, OrderRejected
+from trading_pipeline.broker.port import ContractSpec
 from trading_pipeline.core.calendar import NEW_YORK
 from trading_pipeline.core.execution_params import ExecutionParameters
 from trading_pipeline.core.exits import ExitRules
@@ -109,11 +109,11 @@ def test_a_penny_program_put_above_three_dollars_is_staged_sent_and_exited_on_ni
     # The cent-rounded limit (the old computation) at the same simulator: refused with 110
     # (already by the risk governor's what-if margin request, before any order is placed).
     with OrderGateway(broker, engine, clock, PARAMS, dry_run=False, account=SIM_ACCOUNT, sector_map={}) as gateway:
-        with pytest.raises(OrderRejected) as refused:
-            gateway.submit_batch([IntentSpec(
-                session_day=date(2026, 11, 23), purpose=IntentPurpose.ENTRY, ref_id=999, contract=put,
-                action="SELL", quantity=1, order_type="LMT", limit_price=cent_limit)])
-    assert refused.value.code == 110 and "minimum price variation" in str(refused.value)
+        [refused] = gateway.submit_batch([IntentSpec(
+            session_day=date(2026, 11, 23), purpose=IntentPurpose.ENTRY, ref_id=999, contract=put,
+            action="SELL", quantity=1, order_type="LMT", limit_price=cent_limit)])
+    assert refused.outcome is SubmitOutcome.REJECTED and refused.intent is None
+    assert "minimum price variation" in refused.reasons[0]
 
     # Filled within the hour (the simulator's fill odds at the mid).
     for _ in range(12):

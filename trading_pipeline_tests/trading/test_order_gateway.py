@@ -133,6 +133,20 @@ def test_a_live_batch_leaves_the_records_of_the_ledger_protocol(sim_gateway, bro
     assert (counters.new_positions, counters.orders_submitted) == (3, 3)
 
 
+def test_a_refused_margin_check_rejects_that_order_only(sim_gateway, broker, engine, clock, aapl_put, put_quote):
+    # The broker refuses the what-if of an order priced off the contract's grid (error 110):
+    # that order is rejected without an intent, the rest of the batch is sent.
+    off_grid = IntentSpec(MONDAY, IntentPurpose.ENTRY, stage(engine, aapl_put), aapl_put, "SELL", 1, "LMT",
+                          limit_price=round(put_quote.ask + 5.0, 2) + 0.005, seq=1, margin_required=None)
+    fine = resting_entry(stage(engine, aapl_put), aapl_put, put_quote)
+    with gateway(broker, engine, clock, dry_run=False) as orders:
+        rejected, sent = orders.submit_batch([off_grid, fine])
+    assert rejected.outcome is SubmitOutcome.REJECTED and rejected.intent is None
+    assert "no margin check" in rejected.reasons[0] and "minimum price variation" in rejected.reasons[0]
+    assert get_intent(engine, order_ref=rejected.order_ref) is None
+    assert sent.outcome is SubmitOutcome.SENT
+
+
 def test_a_halt_set_while_a_batch_is_placed_stops_the_rest(sim_gateway, broker, engine, clock, aapl_put,
                                                             put_quote, monkeypatch):
     import trading_pipeline.trading.order_gateway as module
