@@ -76,7 +76,9 @@ LIVE_STATUSES = frozenset({IntentStatus.SENT, IntentStatus.ACKNOWLEDGED, IntentS
 
 # TWS order statuses (ib_async OrderStatus), grouped by what they mean for an intent.
 BROKER_PENDING_STATUSES = frozenset({"PendingSubmit", "ApiPending"})
-BROKER_WORKING_STATUSES = frozenset({"PreSubmitted", "Submitted", "PendingCancel"})
+# "ValidationError" is ib_async's, not TWS's: it marks an order whose change or price TWS
+# refused with a warning while the order itself stays live at its old terms.
+BROKER_WORKING_STATUSES = frozenset({"PreSubmitted", "Submitted", "PendingCancel", "ValidationError"})
 BROKER_CANCELLED_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
 BROKER_FILLED_STATUSES = frozenset({"Filled"})
 BROKER_REJECTED_STATUSES = frozenset({"Inactive"})

@@ -129,6 +129,8 @@ def test_other_texts_are_not_our_refs(text):
         ("Cancelled", 0, S.CANCELLED),
         ("ApiCancelled", 2, S.CANCELLED),  # cancelled with 2 of 3 filled: done, not working
         ("Inactive", 0, S.REJECTED),
+        ("ValidationError", 0, S.ACKNOWLEDGED),  # ib_async's mark of a refused change: still live
+        ("ValidationError", 1, S.PARTIAL),
     ],
 )
 def test_status_from_broker(broker_status, filled, expected):
